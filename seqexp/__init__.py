@@ -1,0 +1,1 @@
+"""seqexp: configuration-driven experiments with recurrent sequence models."""
