@@ -1,0 +1,17 @@
+"""Train a sequence model: `python scripts/train.py model=gru data=shakespeare` (see README.md)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from seqexp.cli import report_user_errors
+from seqexp.train import train
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@report_user_errors
+def main(cfg: DictConfig) -> float:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

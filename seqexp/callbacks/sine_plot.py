@@ -1,0 +1,37 @@
+"""At each validation, the sine fit as the lecture notes draw it: input points, target, prediction."""
+
+import pytorch_lightning as pl
+from matplotlib.figure import Figure
+from pytorch_lightning.utilities import rank_zero_only
+
+from seqexp.callbacks import tensorboard_writer
+
+
+class SineFitPlot(pl.Callback):
+    """Logs ``val/sine_fit``: the model run over the first ``n_points`` of the validation curve."""
+
+    def __init__(self, n_points: int = 120) -> None:
+        self.n_points = n_points
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        writer = tensorboard_writer(trainer)
+        if trainer.sanity_checking or writer is None or datamodule.spec.tokens:
+            return
+        series = datamodule.splits["val"][: self.n_points + 1].squeeze(-1)
+        x, target = series[:-1], series[1:]
+        prediction, _ = pl_module.predict_sequence(x.view(1, -1, 1))
+        step = datamodule.series_args["step"]
+        t = [step * i for i in range(len(series))]
+
+        # A bare Figure (no pyplot) needs no display and no global figure registry.
+        figure = Figure(figsize=(8, 4))
+        axes = figure.subplots()
+        axes.plot(t[:-1], x.tolist(), "r.", label="input, x")
+        axes.plot(t[1:], target.tolist(), "b-", alpha=0.4, label="target, y")
+        axes.plot(t[1:], prediction.flatten().tolist(), "b.", label="prediction")
+        axes.set_xlabel("t from the start of the validation curve")
+        axes.set_title(f"sine fit at step {trainer.global_step}")
+        axes.legend(loc="best")
+        writer.add_figure("val/sine_fit", figure, global_step=trainer.global_step, close=False)

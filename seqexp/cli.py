@@ -1,0 +1,38 @@
+"""What every entry point shares: user mistakes end as one line and a non-zero exit, not a traceback."""
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from seqexp.errors import ConfigError
+
+T = TypeVar("T")
+
+USER_ERROR_EXIT = 2
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a Hydra task so that a ConfigError prints ``error: <message>`` and exits with status 2.
+
+    In a multirun the error is re-raised instead, so Hydra marks that job failed and the sweep goes on.
+    """
+
+    @functools.wraps(task)
+    def wrapped(*args: Any, **kwargs: Any) -> T:
+        try:
+            return task(*args, **kwargs)
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            if _in_multirun():
+                raise
+            sys.exit(USER_ERROR_EXIT)
+
+    return wrapped

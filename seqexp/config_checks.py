@@ -1,0 +1,69 @@
+"""Checks of the composed configuration that need no data and no torch.
+
+They run before the heavy imports, so a mistyped value is reported in about a second, as one line that
+names the key, the bad value and what is allowed.
+"""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from seqexp.errors import ConfigError
+
+SCHEDULERS = ("none", "cosine", "plateau")
+CLIP_ALGORITHMS = ("norm", "value")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _require(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+    if not ok(value):
+        raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}")
+
+
+def _one_of(key: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is invalid: it must be one of {', '.join(choices)}")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first invalid value of a training configuration."""
+    # Resolving first turns bad interpolations into one clear error instead of a later traceback.
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as error:  # any resolution failure is the configuration's, not ours
+        raise ConfigError(f"the configuration does not resolve: {error}".splitlines()[0]) from None
+
+    _require("clip", cfg.clip, lambda v: v is None or (_is_number(v) and v > 0), "a number > 0, or null")
+    _one_of("clip_algorithm", cfg.clip_algorithm, CLIP_ALGORITHMS)
+    _require("seq_length", cfg.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    _require("seed", cfg.seed, _is_int, "an integer")
+
+    data = cfg.data
+    _require("data.batch_size", data.batch_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    for key in ("val_fraction", "test_fraction"):
+        if key in data and not (key == "test_fraction" and data[key] == 0):
+            _require(f"data.{key}", data[key], lambda v: _is_number(v) and 0 < v < 1, "between 0 and 1")
+    held_out = data.get("val_fraction", 0) + data.get("test_fraction", 0)
+    if held_out >= 1:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {held_out:g} leaves no training data: keep it below 1"
+        )
+
+    model = cfg.model
+    _require("model.hidden_size", model.hidden_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    _require("model.num_layers", model.num_layers, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    _require("model.dropout", model.dropout, lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)")
+
+    optim = cfg.optim
+    _require("optim.lr", optim.lr, lambda v: _is_number(v) and v > 0, "a number > 0")
+    _require("optim.weight_decay", optim.weight_decay, lambda v: _is_number(v) and v >= 0, "a number >= 0")
+    _one_of("optim.scheduler", optim.scheduler, SCHEDULERS)

@@ -1,0 +1,1 @@
+"""Datasets as streams: one module per dataset, each a StreamDataModule (see datamodule.py)."""

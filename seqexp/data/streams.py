@@ -1,0 +1,75 @@
+"""Contract 1 (design.md §3): a split becomes parallel contiguous rows, served as windows in order.
+
+    series (N items)  ->  rows (world_size * batch_size, R)  ->  this rank's rows (batch_size, R)
+    window k:  x = rows[:, k*T : (k+1)*T],  y = rows[:, k*T+1 : (k+1)*T+1]
+
+Row j of window k continues row j of window k-1, so the hidden state left by one window is the right
+initial state for the next (truncated BPTT). Every rank gets the same number of equal-shaped windows,
+which keeps DDP ranks in lock-step.
+"""
+
+import torch
+from torch.utils.data import Dataset
+
+from seqexp.errors import ConfigError
+
+
+def rank_rows(series: torch.Tensor, batch_size: int, world_size: int = 1, rank: int = 0) -> torch.Tensor:
+    """This rank's ``batch_size`` contiguous rows of ``series`` (shape ``(batch_size, R, *item)``).
+
+    The series is cut into ``world_size * batch_size`` rows of ``R = N // rows`` items (the tail is
+    dropped); rank ``r`` owns rows ``[r * batch_size, (r + 1) * batch_size)``.
+    """
+    n_rows = world_size * batch_size
+    row_length = len(series) // n_rows
+    rows = series[: n_rows * row_length].reshape(n_rows, row_length, *series.shape[1:])
+    return rows[rank * batch_size : (rank + 1) * batch_size]
+
+
+def windows_per_row(n_items: int, rows: int, seq_length: int) -> int:
+    """How many windows of ``seq_length`` (plus the one-step-ahead target) fit in each row."""
+    return max(n_items // rows - 1, 0) // seq_length
+
+
+def min_items(rows: int, seq_length: int) -> int:
+    """The shortest series that yields one window on each of ``rows`` rows."""
+    return rows * (seq_length + 1)
+
+
+class WindowStream(Dataset):
+    """Windows of a rank's rows, in order; each item is already a batch ``(x, y)``.
+
+    Items are views into the rows, so serving them costs no copy; use with ``batch_size=None`` and
+    no shuffling (see :func:`stream_loader`).
+    """
+
+    def __init__(
+        self,
+        series: torch.Tensor,
+        batch_size: int,
+        seq_length: int,
+        world_size: int = 1,
+        rank: int = 0,
+        name: str = "series",
+    ) -> None:
+        rows = world_size * batch_size
+        if windows_per_row(len(series), rows, seq_length) < 1:
+            raise ConfigError(
+                f"the {name} has {len(series)} items, too short for one window of seq_length={seq_length} "
+                f"on {rows} rows (batch_size={batch_size} x {world_size} process(es)); it needs at least "
+                f"{min_items(rows, seq_length)}: use a longer series or a smaller batch_size/seq_length"
+            )
+        self.rows = rank_rows(series, batch_size, world_size, rank)
+        self.seq_length = seq_length
+        self.n_windows = windows_per_row(len(series), rows, seq_length)
+
+    def __len__(self) -> int:
+        return self.n_windows
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= k < self.n_windows:
+            raise IndexError(k)
+        start = k * self.seq_length
+        x = self.rows[:, start : start + self.seq_length]
+        y = self.rows[:, start + 1 : start + self.seq_length + 1]
+        return x, y

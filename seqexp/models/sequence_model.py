@@ -1,0 +1,97 @@
+"""Contract 2 (design.md §4): encoder -> recurrent core -> dropout -> Linear head."""
+
+import importlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqexp.errors import ConfigError
+
+# A recurrent state: a tensor (nn.RNN, nn.GRU), a tuple of tensors (nn.LSTM), or None for zeros.
+State = torch.Tensor | tuple[torch.Tensor, ...] | None
+
+ENCODERS = ("onehot", "embedding")
+
+
+def detach_state(state: State) -> State:
+    """The same values cut from the graph, so backpropagation stops at the window boundary."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return tuple(s.detach() for s in state)
+
+
+def import_cell(path: str) -> type[nn.Module]:
+    """The class at ``path`` ("package.module.Class"), named in conf/model/*.yaml as ``cell``."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(
+            f"model.cell={path!r} cannot be imported: give the import path of a class with the nn.LSTM "
+            "calling convention, e.g. torch.nn.LSTM"
+        ) from None
+
+
+class OneHot(nn.Module):
+    """Token ids -> one-hot float vectors, the input encoding of the lecture notes."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(tokens, self.vocab_size).float()
+
+
+class SequenceModel(nn.Module):
+    """``encoder -> core -> dropout -> head``; ``forward(x, state) -> (output, state)``.
+
+    ``x`` is ``(batch, time, input_size)`` floats when ``tokens`` is false, else ``(batch, time)`` ids.
+    Extra keyword arguments go to the cell's constructor (e.g. ``nonlinearity`` for nn.RNN).
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        output_size: int,
+        tokens: bool,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        encoder: str = "onehot",
+        embedding_dim: int = 64,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__()
+        if tokens:
+            if encoder not in ENCODERS:
+                raise ConfigError(f"model.encoder={encoder!r} is not one of: {', '.join(ENCODERS)}")
+            if encoder == "embedding":
+                self.encoder: nn.Module = nn.Embedding(input_size, embedding_dim)
+                core_input = embedding_dim
+            else:
+                self.encoder = OneHot(input_size)
+                core_input = input_size
+        else:
+            self.encoder = nn.Identity()
+            core_input = input_size
+        # nn.LSTM warns about (and ignores) dropout with a single layer; pass it only where it acts.
+        core_dropout = dropout if num_layers > 1 else 0.0
+        self.core = import_cell(cell)(
+            input_size=core_input,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=core_dropout,
+            batch_first=True,
+            **cell_options,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        features, state = self.core(self.encoder(x), state)
+        return self.head(self.dropout(features)), state

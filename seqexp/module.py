@@ -1,0 +1,131 @@
+"""The LightningModule: truncated BPTT over streams (contract 1) around a SequenceModel (contract 2).
+
+One hidden state per stage lives on the module. Each step starts from the state the previous step of
+the same stage left, detached (gradients stop at the window boundary, the state flows on); each epoch and
+each evaluation run starts from zeros. Validation has its own state, so running it mid-epoch leaves
+training's untouched. Optimization stays automatic, so the Trainer's gradient_clip_val and
+gradient_clip_algorithm do the clipping.
+"""
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from seqexp.data.datamodule import DataSpec
+from seqexp.models.sequence_model import SequenceModel, State, detach_state
+
+STAGES = ("train", "val", "test")
+
+
+class SequenceLightningModule(pl.LightningModule):
+    def __init__(self, model: dict[str, Any], data: dict[str, Any], optim: dict[str, Any]) -> None:
+        """``model``: conf/model/*.yaml as a dict; ``data``: a DataSpec as a dict; ``optim``: lr,
+        weight_decay, scheduler. Plain containers only, so checkpoints load with weights_only=True."""
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.spec = DataSpec(**{**data, "vocab": tuple(data.get("vocab", ()))})
+        self.model = SequenceModel(
+            **model,
+            input_size=self.spec.input_size,
+            output_size=self.spec.output_size,
+            tokens=self.spec.tokens,
+        )
+        self.states: dict[str, State] = dict.fromkeys(STAGES)
+        self._eval_losses: list[torch.Tensor] = []
+
+    # -- the shared step -------------------------------------------------------------------------
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.spec.tokens:
+            return nn.functional.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
+        return nn.functional.mse_loss(output, target)
+
+    def _step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        output, self.states[stage] = self.model(x, detach_state(self.states[stage]))
+        return self.loss(output, y)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step("train", batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch, batch_idx)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch, batch_idx)
+
+    def _eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss = self._step(stage, batch)
+        if batch_idx >= self.spec.eval_burn_in:
+            self._eval_losses.append(loss)
+
+    # -- state resets ----------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self.states["train"] = None
+
+    def on_validation_epoch_start(self) -> None:
+        self.states["val"] = None
+        self._eval_losses = []
+
+    def on_test_epoch_start(self) -> None:
+        self.states["test"] = None
+        self._eval_losses = []
+
+    # -- evaluation metrics ----------------------------------------------------------------------
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_metrics("test")
+
+    def _log_eval_metrics(self, stage: str) -> None:
+        if not self._eval_losses:
+            return
+        # Every rank has the same number of equal-sized windows, so the mean of the ranks' means is
+        # the exact mean; reducing the loss before deriving ppl keeps ppl exact too.
+        mean = self.trainer.strategy.reduce(torch.stack(self._eval_losses).mean(), reduce_op="mean")
+        metrics = {f"{stage}/loss": mean}
+        if self.spec.tokens:
+            metrics[f"{stage}/bpc"] = mean / math.log(2)
+            metrics[f"{stage}/ppl"] = torch.exp(mean)
+        else:
+            metrics[f"{stage}/mse"] = mean
+        self.log_dict(metrics, prog_bar=stage == "val")
+        self._eval_losses = []
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning calls this before it clips, so this is the norm the clipping threshold is compared to.
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
+
+    # -- optimization ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.hparams.optim
+        optimizer = torch.optim.Adam(self.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
+        scheduler = optim.get("scheduler", "none")
+        if scheduler == "cosine":
+            total = self.trainer.estimated_stepping_batches
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(total), 1))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+        if scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
+        return {"optimizer": optimizer}
+
+    # -- inference -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_sequence(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        """Run the model in eval mode on ``x`` from ``state``, leaving the stage states alone."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.model(x.to(self.device), state)
+        finally:
+            self.train(was_training)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
