@@ -1,0 +1,58 @@
+"""User mistakes: one line naming the key, the value and what is allowed; non-zero exit; no traceback."""
+
+import pytest
+
+from tests.conftest import TINY_SINE, run_script
+
+BAD_VALUES = [
+    ("clip=0", "clip=0", "> 0"),
+    ("clip=-1", "clip=-1", "> 0"),
+    ("seq_length=0", "seq_length=0", ">= 1"),
+    ("data.batch_size=0", "data.batch_size=0", ">= 1"),
+    ("data.val_fraction=0", "data.val_fraction=0", "between 0 and 1"),
+    ("data.val_fraction=1.5", "data.val_fraction=1.5", "between 0 and 1"),
+    ("model.hidden_size=0", "model.hidden_size=0", ">= 1"),
+    ("model.dropout=1.0", "model.dropout=1.0", "[0, 1)"),
+    ("model.dropout=-0.1", "model.dropout=-0.1", "[0, 1)"),
+    ("optim.lr=0", "optim.lr=0", "> 0"),
+    ("optim.scheduler=linear", "optim.scheduler='linear'", "none, cosine, plateau"),
+    ("clip_algorithm=max", "clip_algorithm='max'", "norm, value"),
+]
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in error_lines[0], (fragment, error_lines[0])
+
+
+@pytest.mark.parametrize(("override", "named", "allowed"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_bad_value_is_refused_before_training(tmp_path, override, named, allowed):
+    result = run_script("train.py", *TINY_SINE, override, f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode == 2
+    assert_user_error(result, named, allowed)
+    assert not (tmp_path / "run" / "tensorboard").exists(), "nothing may be trained or logged"
+
+
+def test_series_too_short_for_one_window_names_the_needed_length(tmp_path):
+    overrides = [*TINY_SINE, "data.n_points=60", "data.batch_size=4", f"hydra.run.dir={tmp_path}/run"]
+    result = run_script("train.py", *overrides)
+    assert result.returncode == 2
+    assert_user_error(result, "train split has 48 items", "seq_length=20", "batch_size=4", "at least 84")
+
+
+@pytest.mark.parametrize(
+    ("override", "hydra_says"),
+    [
+        ("model.hiden_size=3", "Could not override 'model.hiden_size'"),
+        ("model=transformer", "model/transformer"),
+    ],
+)
+def test_unknown_keys_and_options_are_refused_by_hydra(tmp_path, override, hydra_says):
+    result = run_script("train.py", override, f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode != 0
+    assert hydra_says in result.stderr
+    assert "Traceback" not in result.stderr
