@@ -46,6 +46,7 @@ def check_train_config(cfg: DictConfig) -> None:
     _one_of("clip_algorithm", cfg.clip_algorithm, CLIP_ALGORITHMS)
     _require("seq_length", cfg.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
     _require("seed", cfg.seed, _is_int, "an integer")
+    _require("compile", cfg.compile, lambda v: isinstance(v, bool), "true or false")
 
     data = cfg.data
     _require("data.batch_size", data.batch_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")

@@ -49,7 +49,8 @@ class SequenceLightningModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step("train", batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        # Synced so that under DDP it is the loss of the whole batch across ranks, as one process sees it.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -86,15 +87,18 @@ class SequenceLightningModule(pl.LightningModule):
         if not self._eval_losses:
             return
         # Every rank has the same number of equal-sized windows, so the mean of the ranks' means is
-        # the exact mean; reducing the loss before deriving ppl keeps ppl exact too.
-        mean = self.trainer.strategy.reduce(torch.stack(self._eval_losses).mean(), reduce_op="mean")
+        # the exact mean; reducing the loss before deriving ppl keeps ppl exact too. One host sync per
+        # evaluation run; the values are then plain floats, equal on every rank.
+        local_mean = torch.stack(self._eval_losses).mean()
+        mean = float(self.trainer.strategy.reduce(local_mean, reduce_op="mean"))
         metrics = {f"{stage}/loss": mean}
         if self.spec.tokens:
             metrics[f"{stage}/bpc"] = mean / math.log(2)
-            metrics[f"{stage}/ppl"] = torch.exp(mean)
+            metrics[f"{stage}/ppl"] = math.exp(mean) if mean < 700 else math.inf
         else:
             metrics[f"{stage}/mse"] = mean
-        self.log_dict(metrics, prog_bar=stage == "val")
+        # Already equal on every rank; sync_dist only tells Lightning so (one more tiny all-reduce).
+        self.log_dict(metrics, prog_bar=stage == "val", sync_dist=True)
         self._eval_losses = []
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

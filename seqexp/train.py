@@ -5,14 +5,12 @@ Heavy packages (torch, Lightning) are imported inside :func:`train`, after the c
 checked, so a mistyped value is reported in about a second.
 """
 
-import logging
 import math
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seqexp.config_checks import check_train_config
-
-log = logging.getLogger(__name__)
 
 
 def size_advice(parameters: int, train_items: int) -> str:
@@ -32,7 +30,9 @@ def train(cfg: DictConfig) -> float:
 
     import pytorch_lightning as pl
     from hydra.utils import instantiate
+    from pytorch_lightning.utilities import rank_zero_info
 
+    from seqexp.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
     from seqexp.module import SequenceLightningModule
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -41,6 +41,8 @@ def train(cfg: DictConfig) -> float:
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     datamodule.check_streams(trainer.world_size)
+    if HydraConfig.initialized():
+        start_ddp_ranks_from_the_job_config()
 
     spec = datamodule.spec
     module = SequenceLightningModule(
@@ -48,25 +50,32 @@ def train(cfg: DictConfig) -> float:
         data={**spec.__dict__, "vocab": list(spec.vocab)},
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
-    log.info(size_advice(module.parameter_count(), len(datamodule.splits["train"])))
+    if cfg.compile:
+        module.model.compile()  # in place, so checkpoints keep the plain parameter names
+    rank_zero_info(size_advice(module.parameter_count(), len(datamodule.splits["train"])))
 
+    with ddp_job_scope():
+        metrics = _fit_and_test(cfg, trainer, module, datamodule)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(_flat_hparams(cfg), metrics)
+        logger.finalize("success")
+    best, final = metrics["hp/best_val_loss"], metrics["hp/final_val_loss"]
+    rank_zero_info(f"best val/loss {best:.6g}, final val/loss {final:.6g}")
+    return best
+
+
+def _fit_and_test(cfg: DictConfig, trainer, module, datamodule) -> dict[str, float]:
+    """Fit, then test with the best checkpoint where the data has a test split; the final metrics."""
     trainer.fit(module, datamodule=datamodule)
     checkpoint = trainer.checkpoint_callback
-    best = _as_float(checkpoint.best_model_score) if checkpoint else math.nan
     final = _as_float(trainer.callback_metrics.get("val/loss"))
-    if math.isnan(best):
-        best = final
-
-    metrics = {"hp/best_val_loss": best, "hp/final_val_loss": final}
+    best = _as_float(checkpoint.best_model_score) if checkpoint else math.nan
+    metrics = {"hp/best_val_loss": final if math.isnan(best) else best, "hp/final_val_loss": final}
     if cfg.test_after_fit and datamodule.has_test:
         ckpt_path = "best" if checkpoint and checkpoint.best_model_path else None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics["hp/test_loss"] = results[0]["test/loss"]
-    for logger in trainer.loggers:
-        logger.log_hyperparams(_flat_hparams(cfg), metrics)
-        logger.finalize("success")
-    log.info("best val/loss %.6g, final val/loss %.6g", best, final)
-    return best
+    return metrics
 
 
 def _as_float(value: object) -> float:

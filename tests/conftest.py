@@ -20,13 +20,15 @@ TINY_SINE = [
 ]
 
 
-def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``scripts/<script>`` with ``args`` the way a user would, from the repository root."""
+def run_script(
+    script: str, *args: str, timeout: float = 300, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>`` with ``args`` the way a user would (from the repository root by default)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("HYDRA_FULL_ERROR", None)  # a user's shell may set it; the tests check the plain output
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / script), *args],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -1,0 +1,74 @@
+"""Hydra + DDP: the ranks Lightning starts re-run this job, not the command line.
+
+Lightning starts ranks 1..N-1 of a single-node DDP run by re-running ``sys.argv`` with
+``hydra.run.dir`` pinned. Under ``-m`` that re-runs the whole sweep in every child, and any override that
+resolves differently on a second composition (``${now:...}``, a sweeper's choices) can give the ranks
+different configurations. Instead each child composes exactly this job's saved configuration
+(``<job dir>/.hydra/config.yaml``) as a single run in the same folder, writing no config of its own.
+"""
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd, to_absolute_path
+
+from seqexp.errors import ConfigError
+
+# What Lightning's subprocess launcher sets in the parent's environment when it starts the ranks.
+_LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def job_child_command(local_rank: int) -> tuple[Sequence[str], str]:
+    """The command and working directory that start rank ``local_rank`` of the current Hydra job."""
+    import __main__  # here, not at the top: the main module is only final once the app runs
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir is None:
+        raise ConfigError("hydra.output_subdir=null: DDP ranks need the job's saved config; keep it (.hydra)")
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    if __main__.__spec__ is None:
+        command = [sys.executable, to_absolute_path(sys.argv[0])]
+    else:
+        command = [sys.executable, "-m", __main__.__spec__.name]
+    command += [
+        f"--config-path={job_dir / hydra_cfg.output_subdir}",
+        "--config-name=config",
+        f"hydra.run.dir='{job_dir}'",
+        "hydra.output_subdir=null",
+        f"hydra.job.name={hydra_cfg.job.name}_rank{local_rank}",
+    ]
+    return command, get_original_cwd()
+
+
+def start_ddp_ranks_from_the_job_config() -> None:
+    """Make Lightning's subprocess launcher start DDP ranks with :func:`job_child_command`."""
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
+    subprocess_script._hydra_subprocess_cmd = job_child_command
+
+
+@contextmanager
+def ddp_job_scope() -> Iterator[None]:
+    """Leave no DDP traces for the next job of a sweep run in this same process.
+
+    Lightning keeps the process group initialized after fit, and its launcher leaves ``LOCAL_RANK`` and
+    friends in ``os.environ``; the next job would then believe its ranks were started externally and
+    wait for ranks that exited with the previous job.
+    """
+    saved = {name: os.environ.get(name) for name in _LAUNCHER_ENV}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
