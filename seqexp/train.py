@@ -6,11 +6,18 @@ checked, so a mistyped value is reported in about a second.
 """
 
 import math
+from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seqexp.config_checks import check_train_config
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from seqexp.data.datamodule import StreamDataModule
+    from seqexp.module import SequenceLightningModule
 
 
 def size_advice(parameters: int, train_items: int) -> str:
@@ -24,15 +31,11 @@ def size_advice(parameters: int, train_items: int) -> str:
     return f"{verdict}: the same order of magnitude, as the notes advise"
 
 
-def train(cfg: DictConfig) -> float:
-    """Fit the configured model and return its best validation loss."""
-    check_train_config(cfg)
-
+def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule", "pl.Trainer"]:
+    """Seed, then instantiate ``(datamodule, module, trainer)`` from a checked configuration."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
-    from pytorch_lightning.utilities import rank_zero_info
 
-    from seqexp.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
     from seqexp.module import SequenceLightningModule
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -41,8 +44,6 @@ def train(cfg: DictConfig) -> float:
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     datamodule.check_streams(trainer.world_size)
-    if HydraConfig.initialized():
-        start_ddp_ranks_from_the_job_config()
 
     spec = datamodule.spec
     module = SequenceLightningModule(
@@ -52,6 +53,20 @@ def train(cfg: DictConfig) -> float:
     )
     if cfg.compile:
         module.model.compile()  # in place, so checkpoints keep the plain parameter names
+    return datamodule, module, trainer
+
+
+def train(cfg: DictConfig) -> float:
+    """Fit the configured model and return its best validation loss."""
+    check_train_config(cfg)
+
+    from pytorch_lightning.utilities import rank_zero_info
+
+    from seqexp.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
+
+    datamodule, module, trainer = build(cfg)
+    if HydraConfig.initialized():
+        start_ddp_ranks_from_the_job_config()
     rank_zero_info(size_advice(module.parameter_count(), len(datamodule.splits["train"])))
 
     with ddp_job_scope():
@@ -64,7 +79,9 @@ def train(cfg: DictConfig) -> float:
     return best
 
 
-def _fit_and_test(cfg: DictConfig, trainer, module, datamodule) -> dict[str, float]:
+def _fit_and_test(
+    cfg: DictConfig, trainer: "pl.Trainer", module: "SequenceLightningModule", datamodule: "StreamDataModule"
+) -> dict[str, float]:
     """Fit, then test with the best checkpoint where the data has a test split; the final metrics."""
     trainer.fit(module, datamodule=datamodule)
     checkpoint = trainer.checkpoint_callback
