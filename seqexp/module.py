@@ -49,9 +49,15 @@ class SequenceLightningModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step("train", batch)
-        # Synced so that under DDP it is the loss of the whole batch across ranks, as one process sees it.
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=True)
+        if self._is_logging_step():
+            # Synced so that under DDP it is the loss of the whole batch across ranks, as one process sees.
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=True)
         return loss
+
+    def _is_logging_step(self) -> bool:
+        # Lightning writes step metrics every log_every_n_steps steps; a self.log call costs about as much
+        # as a small model's whole step, so the steps in between skip it (and the grad norm).
+        return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch, batch_idx)
@@ -103,6 +109,8 @@ class SequenceLightningModule(pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning calls this before it clips, so this is the norm the clipping threshold is compared to.
+        if not self._is_logging_step():
+            return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
 

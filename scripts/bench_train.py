@@ -1,0 +1,160 @@
+"""Throughput of the complete seqexp training loop against the notes' bare PyTorch loop.
+
+Both loops train the same model on the same batches with the same optimizer and clipping, and run a
+validation pass at the end of each epoch; seqexp runs as train.py would (Lightning, logging, clipping,
+checkpointing as configured). Runs alternate, and the median of the repeats is reported:
+
+    python scripts/bench_train.py                      # both presets
+    python scripts/bench_train.py --preset char --epochs 1 --repeats 3
+    python scripts/bench_train.py --preset sine -o model=lstm trainer=gpu   # extra Hydra overrides
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+
+from seqexp.models.sequence_model import SequenceModel, detach_state
+from seqexp.train import build
+
+REPO = Path(__file__).resolve().parents[1]
+
+PRESETS = {
+    # The notes' sine notebook, for several epochs so that there is something to time.
+    "sine": ["experiment=sine_seed"],
+    # A char model: 2 x 256 LSTM, batch 32, seq_length 100 on a generated 400k-character corpus.
+    "char": [
+        "data=text",
+        "model=lstm",
+        "model.hidden_size=256",
+        "model.num_layers=2",
+        "data.batch_size=32",
+        "seq_length=100",
+        "optim.lr=0.002",
+    ],
+}
+
+
+class FitTimer(pl.Callback):
+    """Wall time from the first to the last training step, validation and checkpoints included."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.seconds = time.perf_counter() - self.start
+
+
+def generated_corpus(folder: Path, n_chars: int = 400_000) -> Path:
+    """Deterministic text with some structure (words drawn from a small lexicon)."""
+    generator = torch.Generator().manual_seed(0)
+    lexicon = ["the", "king", "and", "queen", "of", "rome", "shall", "speak", "now", "thou", "art", "night"]
+    words = torch.randint(len(lexicon), (n_chars // 4,), generator=generator).tolist()
+    path = folder / "corpus.txt"
+    path.write_text(" ".join(lexicon[w] for w in words)[:n_chars], encoding="utf-8")
+    return path
+
+
+def compose_config(overrides: list[str], out_dir: Path):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        paths = [f"paths.output_dir={out_dir}", f"paths.root_dir={REPO}"]
+        return compose("train", overrides=[*overrides, *paths, "test_after_fit=false"])
+
+
+def seqexp_tokens_per_second(cfg) -> tuple[float, int]:
+    datamodule, module, trainer = build(cfg)
+    timer = FitTimer()
+    trainer.callbacks.append(timer)
+    trainer.fit(module, datamodule=datamodule)
+    tokens = trainer.global_step * datamodule.batch_size * datamodule.seq_length * trainer.world_size
+    return tokens / timer.seconds, trainer.global_step
+
+
+def bare_tokens_per_second(cfg, device: torch.device) -> tuple[float, int]:
+    """The notes' loop: carry and detach the state, clip the norm, step; validate after each epoch."""
+    datamodule, module, _ = build(cfg)  # same seed, hence the same initial weights and batches
+    model: SequenceModel = module.model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    train_batches = [(x.to(device), y.to(device)) for x, y in datamodule.stream("train")]
+    val_batches = [(x.to(device), y.to(device)) for x, y in datamodule.stream("val")]
+    steps = 0
+    start = time.perf_counter()
+    for _ in range(cfg.trainer.max_epochs):
+        model.train()
+        state = None
+        for x, y in train_batches:
+            if 0 < cfg.trainer.max_steps <= steps:
+                break
+            output, state = model(x, detach_state(state))
+            loss = module.loss(output, y)
+            optimizer.zero_grad()
+            loss.backward()
+            if cfg.clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+            steps += 1
+        model.eval()
+        with torch.no_grad():
+            state, losses = None, []
+            for x, y in val_batches:
+                output, state = model(x, state)
+                losses.append(module.loss(output, y))
+            torch.stack(losses).mean().item()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    tokens = steps * datamodule.batch_size * datamodule.seq_length
+    return tokens / (time.perf_counter() - start), steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", choices=[*PRESETS, "both"], default="both")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 8 sine, 1 char)")
+    parser.add_argument("--max-steps", type=int, default=-1, help="cap on optimizer steps per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("-o", "--overrides", nargs="*", default=[], help="extra Hydra overrides")
+    args = parser.parse_args()
+
+    presets = list(PRESETS) if args.preset == "both" else [args.preset]
+    print(f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, threads {torch.get_num_threads()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        corpus = generated_corpus(tmp_path)
+        for preset in presets:
+            epochs = args.epochs or (8 if preset == "sine" else 1)
+            length = [f"trainer.max_epochs={epochs}", f"trainer.max_steps={args.max_steps}"]
+            overrides = [*PRESETS[preset], *length]
+            if preset == "char":
+                overrides.append(f"data.path={corpus}")
+            overrides += args.overrides
+            cfg = compose_config(overrides, tmp_path / preset)
+            device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+            print(f"\n[{preset}] overrides: {' '.join(overrides)}")
+            model = cfg.model
+            print(f"[{preset}] device {device}, {model.cell} {model.num_layers}x{model.hidden_size}")
+            ours, bare = [], []
+            for _ in range(args.repeats):
+                rate, bare_steps = bare_tokens_per_second(cfg, device)
+                bare.append(rate)
+                rate, our_steps = seqexp_tokens_per_second(cfg)
+                ours.append(rate)
+                assert our_steps == bare_steps, (our_steps, bare_steps)
+            ratio = statistics.median(ours) / statistics.median(bare)
+            print(f"[{preset}] {our_steps} steps per run, {args.repeats} runs each (median tokens/s)")
+            for name, rates in (("bare loop", bare), ("seqexp", ours)):
+                runs = [round(r) for r in rates]
+                print(f"[{preset}] {name:9} {statistics.median(rates):12,.0f} tokens/s   runs: {runs}")
+            print(f"[{preset}] ratio seqexp / bare = {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
