@@ -1,6 +1,9 @@
 """The train task: check the config, then seed -> data -> model -> callbacks/loggers -> trainer -> fit
 -> test, and return the best validation loss (the objective Hydra sweepers minimize).
 
+A run whose validation loss is NaN or inf (it diverged) returns inf rather than failing: an optimizer
+such as Optuna ranks it last and the search goes on, whereas NaN would poison its comparisons.
+
 Heavy packages (torch, Lightning) are imported inside :func:`train`, after the configuration has been
 checked, so a mistyped value is reported in about a second.
 """
@@ -27,7 +30,7 @@ def size_advice(parameters: int, train_items: int) -> str:
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit the configured model and return its best validation loss."""
+    """Fit the configured model and return its best validation loss (inf if the run diverged)."""
     check_train_config(cfg)
 
     import pytorch_lightning as pl
@@ -48,7 +51,11 @@ def train(cfg: DictConfig) -> float:
         data={**spec.__dict__, "vocab": list(spec.vocab)},
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
-    log.info(size_advice(module.parameter_count(), len(datamodule.splits["train"])))
+    parameters = module.parameter_count()
+    log.info(size_advice(parameters, len(datamodule.splits["train"])))
+    # Logged as a scalar so that reports compare model sizes without rebuilding the models.
+    for logger in trainer.loggers:
+        logger.log_metrics({"model/parameters": parameters}, step=0)
 
     trainer.fit(module, datamodule=datamodule)
     checkpoint = trainer.checkpoint_callback
@@ -66,6 +73,9 @@ def train(cfg: DictConfig) -> float:
         logger.log_hyperparams(_flat_hparams(cfg), metrics)
         logger.finalize("success")
     log.info("best val/loss %.6g, final val/loss %.6g", best, final)
+    if not math.isfinite(best):
+        log.warning("the run diverged (best val/loss %s): its objective is inf", best)
+        return math.inf
     return best
 
 
