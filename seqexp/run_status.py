@@ -41,11 +41,6 @@ class RunStatus:
     objective: float | None = None  # what the task returned, when a finite number
     error: str | None = None  # "<exception type>: <first line of its message>" of a failed run
 
-    @property
-    def wall_time(self) -> float | None:
-        """Seconds from the task's start to its end (start-up and test included), if it ended."""
-        return None if self.finished is None else self.finished - self.started
-
     def process_gone(self) -> bool:
         """True when the recorded process is known to have ended: same host, no such process.
 
