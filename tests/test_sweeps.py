@@ -1,5 +1,7 @@
 """Real Hydra multiruns of the train task: an Optuna search, a parallel joblib sweep, refused searches."""
 
+import math
+
 import optuna
 import pytest
 from omegaconf import OmegaConf
@@ -37,6 +39,19 @@ def test_an_optuna_search_minimizes_the_best_validation_loss_of_its_trials(
     overrides = [tuple(OmegaConf.load(t / ".hydra" / "overrides.yaml")) for t in trials]
     assert all(any(o.startswith("model=") for o in trial) for trial in overrides)
     assert len(set(overrides)) == 3
+
+
+def test_a_diverged_trial_counts_as_inf_and_the_search_goes_on(tmp_path, run_script, tiny_sine):
+    sweep = tmp_path / "search"
+    # Adam steps of 1e30 turn the loss into NaN; a fixed value leaves lr out of the search space.
+    result = run_script(
+        "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "optim.lr=1e30",
+        f"hydra.sweep.dir={sweep}", *tiny_sine,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="seqexp", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [(t.state.name, t.value) for t in study.trials] == [("COMPLETE", math.inf)] * 2
+    assert [read_status(job).status for job in job_dirs(sweep)] == ["diverged", "diverged"]
 
 
 def test_a_joblib_sweep_runs_its_jobs_in_parallel_processes(tmp_path, run_script, tiny_sine, best_val_loss):

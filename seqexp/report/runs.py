@@ -2,7 +2,7 @@
 
 A run is a folder with a ``.hydra/`` subfolder or a ``status.json`` (Hydra writes the first for every
 run and every multirun job before the task starts; the train task writes the second). From it we read
-the resolved config (``.hydra/config.yaml``), the command-line overrides (``.hydra/overrides.yaml``),
+the composed config (``.hydra/config.yaml``), the command-line overrides (``.hydra/overrides.yaml``),
 the status file and every TensorBoard event file below it, with TensorBoard's own reader.
 """
 
@@ -28,7 +28,6 @@ class Point:
 
 @dataclass
 class Run:
-    path: Path
     name: str  # the path relative to the folder the runs were found in
     config: DictConfig
     overrides: list[str]
@@ -130,7 +129,7 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
         except ValueError as error:
             warnings.append(f"{name}: {error}; listed without its overrides")
             overrides = []
-        run = Run(folder, name, config, overrides, status)
+        run = Run(name, config, overrides, status)
         run.scalars, run.events_error = read_scalars(folder)
         if run.events_error:
             warnings.append(f"{name}: {run.events_error}; listed without metrics")
