@@ -82,8 +82,16 @@ def read_status(run_dir: Path) -> RunStatus | None:
     return status
 
 
+def _launched_process() -> bool:
+    """False in the extra processes of a multi-process run (Lightning's DDP launcher re-runs the
+    script with LOCAL_RANK set; torchrun sets RANK): the job's status is the launching process's."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``task(*args, **kwargs)``, recording its start and end in ``run_dir/status.json``."""
+    if not _launched_process():
+        return task(*args, **kwargs)
     running = RunStatus("running", started=time.time(), host=socket.gethostname(), pid=os.getpid())
     write_status(run_dir, running)
     try:

@@ -58,3 +58,10 @@ def test_a_damaged_status_file_is_a_value_error(tmp_path):
     (tmp_path / STATUS_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not a valid status file"):
         read_status(tmp_path)
+
+
+@pytest.mark.parametrize("variable", ["LOCAL_RANK", "RANK"])
+def test_other_ranks_of_a_multi_process_run_leave_the_status_to_rank_zero(tmp_path, monkeypatch, variable):
+    monkeypatch.setenv(variable, "1")
+    assert run_recorded(tmp_path, lambda: 0.5) == 0.5
+    assert read_status(tmp_path) is None
