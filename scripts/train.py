@@ -4,11 +4,13 @@ import hydra
 from omegaconf import DictConfig
 
 from seqexp.cli import report_user_errors
+from seqexp.run_status import record_status
 from seqexp.train import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @report_user_errors
+@record_status
 def main(cfg: DictConfig) -> float:
     return train(cfg)
 

@@ -1,6 +1,9 @@
 """The train task: check the config, then seed -> data -> model -> callbacks/loggers -> trainer -> fit
 -> test, and return the best validation loss (the objective Hydra sweepers minimize).
 
+A run whose validation loss is NaN or inf (it diverged) returns inf rather than failing: an optimizer
+such as Optuna ranks it last and the search goes on, whereas NaN would poison its comparisons.
+
 Heavy packages (torch, Lightning) are imported inside :func:`train`, after the configuration has been
 checked, so a mistyped value is reported in about a second.
 """
@@ -57,17 +60,21 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit the configured model and return its best validation loss."""
+    """Fit the configured model and return its best validation loss (inf if the run diverged)."""
     check_train_config(cfg)
 
-    from pytorch_lightning.utilities import rank_zero_info
+    from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
     from seqexp.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
 
     datamodule, module, trainer = build(cfg)
     if HydraConfig.initialized():
         start_ddp_ranks_from_the_job_config()
-    rank_zero_info(size_advice(module.parameter_count(), len(datamodule.splits["train"])))
+    parameters = module.parameter_count()
+    rank_zero_info(size_advice(parameters, len(datamodule.splits["train"])))
+    # Logged as a scalar so that reports compare model sizes without rebuilding the models.
+    for logger in trainer.loggers:
+        logger.log_metrics({"model/parameters": parameters}, step=0)
 
     with ddp_job_scope():
         metrics = _fit_and_test(cfg, trainer, module, datamodule)
@@ -76,6 +83,9 @@ def train(cfg: DictConfig) -> float:
         logger.finalize("success")
     best, final = metrics["hp/best_val_loss"], metrics["hp/final_val_loss"]
     rank_zero_info(f"best val/loss {best:.6g}, final val/loss {final:.6g}")
+    if not math.isfinite(best):
+        rank_zero_warn(f"the run diverged (best val/loss {best}): its objective is inf")
+        return math.inf
     return best
 
 

@@ -1,48 +1,64 @@
-"""Shared helpers: run the real entry points as subprocesses, and read TensorBoard events back."""
+"""Shared fixtures: the project's scripts run as real subprocesses on tiny sine data."""
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, read_events
 
-# A sine run small enough for a test: a few seconds, most of it importing Lightning.
-TINY_SINE = [
-    "data.n_points=600",
-    "data.batch_size=2",
-    "seq_length=20",
-    "model.hidden_size=8",
-    "trainer.max_epochs=2",
-    "trainer.enable_progress_bar=false",
-]
+RunScript = Callable[..., subprocess.CompletedProcess]
 
 
-def run_script(
-    script: str, *args: str, timeout: float = 300, cwd: Path = REPO
-) -> subprocess.CompletedProcess:
-    """Run ``scripts/<script>`` with ``args`` the way a user would (from the repository root by default)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+@pytest.fixture
+def tiny_sine() -> list[str]:
+    """Overrides for a run of about a second on one CPU core: 2 epochs of 11 windows, 8 units."""
+    return [
+        "data.n_points=600",
+        "seq_length=10",
+        "model.hidden_size=8",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+@pytest.fixture
+def run_script(tmp_path: Path) -> RunScript:
+    """``run_script("train.py", *args)``: the script under this interpreter, run as a user would, in
+    ``tmp_path`` (so anything written outside the folders the test names shows up there).
+
+    The checkout goes on PYTHONPATH (CI installs the package instead, where this is harmless). Models
+    this small gain nothing from several threads, and on shared cores their spinning threads make a
+    run many times slower, so each run gets one unless the caller chose otherwise.
+    """
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONPATH": pythonpath}
     env.pop("HYDRA_FULL_ERROR", None)  # a user's shell may set it; the tests check the plain output
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+
+    def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO / "scripts" / script), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
 
 
-def read_events(run_dir: Path):
-    """TensorBoard's own reader over a run's events (all sizes kept)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+@pytest.fixture
+def best_val_loss() -> Callable[[Path], float]:
+    """The smallest val/loss in a run's TensorBoard events, read with TensorBoard's reader."""
 
-    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
-    accumulator.Reload()
-    return accumulator
+    def read(run_dir: Path) -> float:
+        return min(event.value for event in read_events(run_dir).Scalars("val/loss"))
+
+    return read
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 import pytest
 
-from tests.conftest import TINY_SINE, run_script
-
 BAD_VALUES = [
     ("clip=0", "clip=0", "> 0"),
     ("clip=-1", "clip=-1", "> 0"),
@@ -30,18 +28,18 @@ def assert_user_error(result, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize(("override", "named", "allowed"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
-def test_bad_value_is_refused_before_training(tmp_path, override, named, allowed):
-    result = run_script("train.py", *TINY_SINE, override, f"hydra.run.dir={tmp_path}/run")
+def test_bad_value_is_refused_before_training(tmp_path, override, named, allowed, run_script, tiny_sine):
+    result = run_script("train.py", *tiny_sine, override, f"hydra.run.dir={tmp_path}/run")
     assert result.returncode == 2
     assert_user_error(result, named, allowed)
     assert not (tmp_path / "run" / "tensorboard").exists(), "nothing may be trained or logged"
 
 
-def test_series_too_short_for_one_window_names_the_needed_length(tmp_path):
-    overrides = [*TINY_SINE, "data.n_points=60", "data.batch_size=4", f"hydra.run.dir={tmp_path}/run"]
+def test_series_too_short_for_one_window_names_the_needed_length(tmp_path, run_script, tiny_sine):
+    overrides = [*tiny_sine, "data.n_points=40", "data.batch_size=4", f"hydra.run.dir={tmp_path}/run"]
     result = run_script("train.py", *overrides)
     assert result.returncode == 2
-    assert_user_error(result, "train split has 48 items", "seq_length=20", "batch_size=4", "at least 84")
+    assert_user_error(result, "train split has 32 items", "seq_length=10", "batch_size=4", "at least 44")
 
 
 @pytest.mark.parametrize(
@@ -51,7 +49,7 @@ def test_series_too_short_for_one_window_names_the_needed_length(tmp_path):
         ("model=transformer", "model/transformer"),
     ],
 )
-def test_unknown_keys_and_options_are_refused_by_hydra(tmp_path, override, hydra_says):
+def test_unknown_keys_and_options_are_refused_by_hydra(tmp_path, override, hydra_says, run_script):
     result = run_script("train.py", override, f"hydra.run.dir={tmp_path}/run")
     assert result.returncode != 0
     assert hydra_says in result.stderr

@@ -8,7 +8,7 @@ import torch
 
 from seqexp.data.sine import sine_series
 from seqexp.data.streams import WindowStream
-from tests.conftest import read_events, run_script
+from tests.helpers import read_events
 
 # dropout 0 and the same seed: 2 ranks x batch B must train exactly like 1 rank x batch 2B.
 EQUIVALENCE = [
@@ -28,7 +28,7 @@ def losses(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in read_events(run_dir).Scalars(tag)]
 
 
-def test_two_ddp_ranks_train_like_one_process_with_twice_the_batch(tmp_path: Path):
+def test_two_ddp_ranks_train_like_one_process_with_twice_the_batch(tmp_path: Path, run_script):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     spy = "+callbacks.spy._target_=tests.spies.BatchRecorder"
     result = run_script(
@@ -62,13 +62,13 @@ def test_two_ddp_ranks_train_like_one_process_with_twice_the_batch(tmp_path: Pat
         assert torch.equal(batch, torch.cat([rank_batches[0][k], rank_batches[1][k]]))
 
 
-def test_a_ddp_sweep_leaves_one_folder_per_job_written_by_rank_zero(tmp_path: Path):
+def test_a_ddp_sweep_leaves_one_folder_per_job_written_by_rank_zero(tmp_path: Path, run_script):
     # Run from an empty folder: a rank that composed its own run would leave outputs/ here.
     sweep = tmp_path / "sweep"
     result = run_script(
         "train.py", "-m", "model=rnn,gru", "trainer=ddp_cpu", "model.hidden_size=8", "seq_length=20",
         "data.n_points=1200", "data.batch_size=2", "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
@@ -87,7 +87,7 @@ def test_a_ddp_sweep_leaves_one_folder_per_job_written_by_rank_zero(tmp_path: Pa
         assert len(list((job_dir / "checkpoints").glob("best-*.ckpt"))) == 1
 
 
-def test_submitit_local_multirun_runs_both_jobs(tmp_path: Path):
+def test_submitit_local_multirun_runs_both_jobs(tmp_path: Path, run_script):
     import pickle
 
     sweep = tmp_path / "sweep"
@@ -136,7 +136,7 @@ def test_bf16_mixed_training_on_gpu_learns_and_keeps_state_across_windows():
 def test_the_slurm_launcher_asks_for_one_task_per_gpu_on_each_node():
     from hydra import compose, initialize_config_dir
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     overrides = ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

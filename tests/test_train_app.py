@@ -7,11 +7,11 @@ import pytest
 import torch
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import TINY_SINE, read_events, run_script
+from tests.helpers import read_events
 
 
-def test_default_sine_run_logs_scalars_figures_hparams_and_checkpoints(run_dir: Path):
-    result = run_script("train.py", *TINY_SINE, f"hydra.run.dir={run_dir}")
+def test_default_sine_run_logs_scalars_figures_hparams_and_checkpoints(run_dir: Path, run_script, tiny_sine):
+    result = run_script("train.py", *tiny_sine, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
 
     assert (run_dir / ".hydra" / "config.yaml").is_file()
@@ -46,16 +46,16 @@ def test_default_sine_run_logs_scalars_figures_hparams_and_checkpoints(run_dir: 
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_each_cell_trains_through_the_app(run_dir: Path, cell: str):
-    result = run_script("train.py", *TINY_SINE, f"model={cell}", f"hydra.run.dir={run_dir}")
+def test_each_cell_trains_through_the_app(run_dir: Path, cell: str, run_script, tiny_sine):
+    result = run_script("train.py", *tiny_sine, f"model={cell}", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
     assert hparams["model"]["cell"] == f"torch.nn.{cell.upper()}"
 
 
-def test_multirun_puts_each_job_in_its_own_folder_with_events(tmp_path: Path):
+def test_multirun_puts_each_job_in_its_own_folder_with_events(tmp_path: Path, run_script, tiny_sine):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", "model=rnn,gru", *TINY_SINE, f"hydra.sweep.dir={sweep}")
+    result = run_script("train.py", "-m", "model=rnn,gru", *tiny_sine, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in jobs] == ["0", "1"]
@@ -67,7 +67,7 @@ def test_multirun_puts_each_job_in_its_own_folder_with_events(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_sine_seed_preset_fits_the_curve_as_well_as_the_notes(run_dir: Path):
+def test_sine_seed_preset_fits_the_curve_as_well_as_the_notes(run_dir: Path, run_script):
     result = run_script(
         "train.py", "experiment=sine_seed", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"
     )

@@ -1,0 +1,196 @@
+"""The leaderboard: one row per run, best validation loss first, as Markdown, CSV or console text.
+
+What a row says, and where it comes from:
+- the overrides that differ between the runs (``.hydra/overrides.yaml``), and the cell (from the
+  config) where the runs differ in it and no ``model`` override already tells;
+- parameters: the ``model/parameters`` scalar the train task logs;
+- best and final ``val/loss``, and every other ``val/*`` scalar (``val/bpc`` for text, ``val/mse`` for
+  sine, ...) at the step where ``val/loss`` was best, all read from the TensorBoard events;
+- tokens/s: the median over epochs of ``train/tokens_per_s`` (the median, because the first epoch
+  also pays for warm-up);
+- wall time: from the run's first TensorBoard event to its last, i.e. from model set-up to the final
+  metrics (training, validation, test); start-up is left out because in a multirun only the first
+  job pays for importing Lightning;
+- status (ok / diverged / failed / running / no events / unreadable events / unknown) and a note.
+Runs without a best validation loss (failed, diverged, no events) come last, in path order.
+"""
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from omegaconf import OmegaConf
+
+from seqexp.report.runs import Run
+
+LOSS = "val/loss"
+LEGEND = (
+    "best val/* other than val/loss: at the step of the best val/loss. tokens/s: median over epochs "
+    "of train/tokens_per_s. wall time: from the first to the last TensorBoard event of the run."
+)
+NOTE_WIDTH = 60  # notes are error messages: the full text stays in the CSV
+
+
+@dataclass
+class Row:
+    run: str
+    status: str
+    note: str
+    overrides: dict[str, str]  # key -> value as typed, for the keys that differ between runs
+    cell: str | None
+    parameters: int | None
+    best_loss: float | None
+    final_loss: float | None
+    extra: dict[str, float | None] = field(default_factory=dict)  # val/* tag -> value at best val/loss
+    tokens_per_s: float | None = None
+    wall_time: float | None = None
+
+
+@dataclass
+class Leaderboard:
+    rows: list[Row]
+    override_keys: list[str]
+    extra_tags: list[str]
+    show_cell: bool
+
+    def header(self) -> list[str]:
+        return [
+            "run",
+            "status",
+            *self.override_keys,
+            *(["cell"] if self.show_cell else []),
+            "parameters",
+            f"best {LOSS}",
+            f"final {LOSS}",
+            *(f"best {tag}" for tag in self.extra_tags),
+            "tokens/s",
+            "wall time (s)",
+            "note",
+        ]
+
+    def values(self, row: Row) -> list[object]:
+        """The row's cells in header order, as raw values (None where there is nothing)."""
+        return [
+            row.run,
+            row.status,
+            *(row.overrides.get(key) for key in self.override_keys),
+            *([row.cell] if self.show_cell else []),
+            row.parameters,
+            row.best_loss,
+            row.final_loss,
+            *(row.extra.get(tag) for tag in self.extra_tags),
+            row.tokens_per_s,
+            row.wall_time,
+            row.note,
+        ]
+
+    def label(self, row: Row) -> str:
+        """A short name for charts: the run and its differing overrides."""
+        return " ".join([row.run, *(f"{k}={_short(row.overrides[k])}" for k in row.overrides)])
+
+    def to_csv(self) -> str:
+        """Full precision, empty cells for missing values."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.header())
+        for row in self.rows:
+            writer.writerow(["" if v is None else v for v in self.values(row)])
+        return out.getvalue()
+
+    def _formatted(self) -> list[list[str]]:
+        header = self.header()
+        overrides = range(2, 2 + len(self.override_keys))  # their columns follow run and status
+        return [
+            [
+                _short(value) if i in overrides and value is not None else _format(name, value)
+                for i, (name, value) in enumerate(zip(header, self.values(row), strict=True))
+            ]
+            for row in self.rows
+        ]
+
+    def to_markdown(self) -> str:
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+        header = self.header()
+        lines = [line(header), "|" + "|".join("---" for _ in header) + "|"]
+        lines += [line(cells) for cells in self._formatted()]
+        return "\n".join(lines) + f"\n\n{LEGEND}\n"
+
+    def to_text(self) -> str:
+        """An aligned plain-text table for the console."""
+        table = [self.header(), *self._formatted()]
+        widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
+        lines = ("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in table)
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def build_leaderboard(runs: list[Run]) -> Leaderboard:
+    overrides = {run.name: _parse_overrides(run.overrides) for run in runs}
+    keys = list(dict.fromkeys(key for parsed in overrides.values() for key in parsed))
+    if len(runs) > 1:  # with a single run there is nothing to compare: show all its overrides
+        keys = [key for key in keys if len({parsed.get(key) for parsed in overrides.values()}) > 1]
+    extra_tags = sorted({tag for run in runs for tag in run.scalars if tag.startswith("val/")} - {LOSS})
+
+    rows = []
+    for run in runs:
+        best = run.best(LOSS)
+        parameters = run.last("model/parameters")
+        rates = [p.value for p in run.scalars.get("train/tokens_per_s", []) if math.isfinite(p.value)]
+        cell = OmegaConf.select(run.config, "model.cell", default=None)
+        rows.append(
+            Row(
+                run=run.name,
+                status=run.state,
+                note=run.note,
+                overrides={key: overrides[run.name][key] for key in keys if key in overrides[run.name]},
+                cell=str(cell).rsplit(".", 1)[-1] if cell else None,
+                parameters=int(parameters) if parameters is not None else None,
+                best_loss=best[1] if best else None,
+                final_loss=run.last(LOSS),
+                extra={tag: run.value_at(tag, best[0]) if best else None for tag in extra_tags},
+                tokens_per_s=statistics.median(rates) if rates else None,
+                wall_time=run.events_span(),
+            )
+        )
+    # sorted() is stable: runs without a best loss keep the path order find_runs gave them.
+    rows.sort(key=lambda row: (row.best_loss is None, row.best_loss or 0.0))
+    show_cell = "model" not in keys and len({row.cell for row in rows}) > 1
+    return Leaderboard(rows, keys, extra_tags, show_cell)
+
+
+def _parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """``["model=gru", "+trainer.x=1", "~clip"]`` -> ``{"model": "gru", "trainer.x": "1", "clip": ""}``."""
+    parsed = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        parsed[key.lstrip("+~")] = value
+    return parsed
+
+
+def _short(value: str) -> str:
+    """Override values as typed, floats from a search shortened to 4 significant digits."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if any(c in value for c in ".eE") else value
+
+
+def _format(column: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if column == "note":
+        text = str(value)
+        return text if len(text) <= NOTE_WIDTH else text[: NOTE_WIDTH - 1] + "…"
+    if isinstance(value, float):
+        if column == "tokens/s":
+            return f"{value:,.0f}"
+        if column == "wall time (s)":
+            return f"{value:.1f}"
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

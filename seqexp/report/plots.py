@@ -1,0 +1,73 @@
+"""The report's charts: validation-loss curves of all runs, and best validation loss against model size
+and against throughput. Bare matplotlib Figures (no pyplot): no display and no global state needed.
+"""
+
+import math
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from seqexp.report.leaderboard import LOSS, Leaderboard, Row
+from seqexp.report.runs import Run
+
+CURVES = "val_loss.png"
+AGAINST_PARAMETERS = "best_val_loss_vs_parameters.png"
+AGAINST_THROUGHPUT = "best_val_loss_vs_throughput.png"
+
+
+def write_plots(runs: list[Run], board: Leaderboard, directory: Path) -> list[Path]:
+    """Write the three charts into ``directory``; return their paths."""
+    labels = {row.run: board.label(row) for row in board.rows}
+    paths = [directory / CURVES, directory / AGAINST_PARAMETERS, directory / AGAINST_THROUGHPUT]
+    _curves(runs, labels, paths[0])
+    _scatter(board.rows, "parameters", "parameters", paths[1])
+    _scatter(board.rows, "tokens_per_s", "training tokens per second", paths[2])
+    return paths
+
+
+def _curves(runs: list[Run], labels: dict[str, str], path: Path) -> None:
+    figure = Figure(figsize=(9, 5))
+    axes = figure.subplots()
+    plotted = [run for run in runs if any(math.isfinite(p.value) for p in run.scalars.get(LOSS, []))]
+    for run in plotted:
+        points = run.scalars[LOSS]
+        axes.plot([p.step for p in points], [p.value for p in points], marker=".", label=labels[run.name])
+    if plotted:
+        axes.set_yscale("log")  # losses of a sweep span orders of magnitude
+        # Outside the axes, so that a long search's legend does not hide the curves.
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        _no_data(axes, f"no run logged a finite {LOSS}")
+    axes.set_xlabel("training step")
+    axes.set_ylabel(LOSS)
+    axes.set_title(f"{LOSS} of every run")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def _scatter(rows: list[Row], attribute: str, description: str, path: Path) -> None:
+    """One point per run, named by its run folder and coloured by its cell."""
+    figure = Figure(figsize=(7, 5))
+    axes = figure.subplots()
+    points = [(getattr(row, attribute), row.best_loss, row) for row in rows]
+    points = [(x, y, row) for x, y, row in points if x is not None and x > 0 and y is not None]
+    for cell in dict.fromkeys(row.cell for _, _, row in points):
+        mine = [(x, y) for x, y, row in points if row.cell == cell]
+        axes.scatter([x for x, _ in mine], [y for _, y in mine], label=cell or "unknown cell")
+    for x, y, row in points:
+        axes.annotate(row.run, (x, y), xytext=(4, 4), textcoords="offset points", fontsize="small")
+    if points:
+        axes.set_xscale("log")  # model sizes and speeds of a sweep span orders of magnitude
+        axes.set_yscale("log")
+        axes.legend(fontsize="small", loc="best")
+    else:
+        _no_data(axes, f"no run has both {description} and a best {LOSS}")
+    axes.set_xlabel(description)
+    axes.set_ylabel(f"best {LOSS}")
+    axes.set_title(f"best {LOSS} against {description}")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def _no_data(axes: Axes, message: str) -> None:
+    """A chart with nothing to show still gets written, saying why it is empty."""
+    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)

@@ -1,0 +1,196 @@
+"""Finding the runs under a folder and reading what each one left behind.
+
+A run is a folder with a ``.hydra/`` subfolder or a ``status.json`` (Hydra writes the first for every
+run and every multirun job before the task starts; the train task writes the second). From it we read
+the composed config (``.hydra/config.yaml``), the command-line overrides (``.hydra/overrides.yaml``),
+the status file and every TensorBoard event file below it, with TensorBoard's own reader.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+from seqexp.run_status import STATUS_FILE, RunStatus, read_status
+
+EVENT_FILES = "events.out.tfevents.*"
+
+
+@dataclass(frozen=True)
+class Point:
+    step: int
+    value: float
+    wall_time: float  # Unix time at which it was logged
+
+
+@dataclass
+class Run:
+    name: str  # the path relative to the folder the runs were found in
+    config: DictConfig
+    overrides: list[str]
+    status: RunStatus | None
+    scalars: dict[str, list[Point]] = field(default_factory=dict)  # tag -> points in step order
+    events_error: str | None = None  # why the events could not be read
+
+    def best(self, tag: str) -> tuple[int, float] | None:
+        """``(step, value)`` of the smallest finite value of ``tag``, or None if there is none."""
+        finite = [p for p in self.scalars.get(tag, []) if math.isfinite(p.value)]
+        if not finite:
+            return None
+        point = min(finite, key=lambda p: p.value)
+        return point.step, point.value
+
+    def last(self, tag: str) -> float | None:
+        points = self.scalars.get(tag)
+        return points[-1].value if points else None
+
+    def events_span(self) -> float | None:
+        """Seconds from the first to the last event: model set-up to final metrics, start-up excluded."""
+        times = [p.wall_time for points in self.scalars.values() for p in points]
+        return max(times) - min(times) if times else None
+
+    def value_at(self, tag: str, step: int) -> float | None:
+        """The value of ``tag`` logged at ``step`` (e.g. val/bpc where val/loss was best)."""
+        return next((p.value for p in self.scalars.get(tag, []) if p.step == step), None)
+
+    @property
+    def state(self) -> str:
+        """ok | diverged | failed | running | no events | unreadable events | unknown."""
+        status = self.status.status if self.status else None
+        if status == "failed" or (status == "running" and self.status.process_gone()):
+            return "failed"
+        if status == "running":
+            return "running"
+        if self.events_error:
+            return "unreadable events"
+        if not self.scalars:
+            return "no events"
+        if status is not None:
+            return status
+        # No status file (a run from before status files, or from another entry point): the final
+        # hyperparameter metrics are the train task's last words.
+        return "ok" if "hp/best_val_loss" in self.scalars else "unknown"
+
+    @property
+    def note(self) -> str:
+        """Why a run is not plainly ok, in a few words."""
+        if self.status and self.status.status == "failed":
+            return self.status.error or ""
+        if self.status and self.status.status == "running" and self.status.process_gone():
+            return "the job ended without recording a result (killed?)"
+        if self.events_error:
+            return self.events_error
+        if self.state == "diverged":
+            return "the validation loss is not finite"
+        if self.state == "unknown":
+            return "no status.json and no final metrics"
+        return ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
+    """The runs under ``directory`` (itself included), in natural order of their paths.
+
+    Returns ``(runs, skipped, warnings)``: folders that look like runs but have no readable config,
+    and event files outside any run, are skipped; problems that leave a run in the report (damaged
+    events, status or overrides file) are warnings.
+    """
+    markers = [*directory.rglob(".hydra"), *directory.rglob(STATUS_FILE)]
+    folders = sorted({marker.parent for marker in markers}, key=lambda p: _natural_key(p, directory))
+    runs: list[Run] = []
+    skipped = [
+        Skipped(events_dir, "TensorBoard events outside any run folder (one with .hydra/config.yaml)")
+        for events_dir in sorted({path.parent for path in directory.rglob(EVENT_FILES)})
+        if not any(events_dir.is_relative_to(folder) for folder in folders)
+    ]
+    warnings: list[str] = []
+    for folder in folders:
+        name = folder.relative_to(directory).as_posix() if folder != directory else folder.name
+        try:
+            config = _load_config(folder / ".hydra" / "config.yaml")
+        except ValueError as error:
+            skipped.append(Skipped(folder, str(error)))
+            continue
+        try:
+            status = read_status(folder)
+        except ValueError as error:
+            warnings.append(f"{name}: {error}; its state is judged from its events")
+            status = None
+        try:
+            overrides = _read_overrides(folder)
+        except ValueError as error:
+            warnings.append(f"{name}: {error}; listed without its overrides")
+            overrides = []
+        run = Run(name, config, overrides, status)
+        run.scalars, run.events_error = read_scalars(folder)
+        if run.events_error:
+            warnings.append(f"{name}: {run.events_error}; listed without metrics")
+        runs.append(run)
+    return runs, skipped, warnings
+
+
+def read_scalars(folder: Path) -> tuple[dict[str, list[Point]], str | None]:
+    """Every scalar series in the event files under ``folder``, and why none could be read, if so.
+
+    A file cut short (a job killed mid-write) is read up to the damage, as TensorBoard itself does; a
+    folder of non-empty event files that yields no event at all is reported as unreadable.
+    """
+    directories = sorted({path.parent for path in folder.rglob(EVENT_FILES)})
+    scalars: dict[str, list[Point]] = {}
+    for events_dir in directories:
+        accumulator = EventAccumulator(str(events_dir), size_guidance={SCALARS: 0})  # 0: keep every point
+        try:
+            accumulator.Reload()
+            accumulator.FirstEventTimestamp()  # ValueError when nothing at all could be read
+        except Exception as error:  # the reader's errors are many and undocumented; all mean unreadable
+            if any(path.stat().st_size > 0 for path in events_dir.glob(EVENT_FILES)):
+                where = events_dir.relative_to(folder).as_posix()
+                return {}, f"events in {where}/ are unreadable ({type(error).__name__}: {error})"
+            continue  # empty files: the writer was opened, nothing was logged yet
+        for tag in accumulator.Tags()["scalars"]:
+            points = [Point(e.step, e.value, e.wall_time) for e in accumulator.Scalars(tag)]
+            scalars[tag] = sorted(scalars.get(tag, []) + points, key=lambda p: p.step)
+    return scalars, None
+
+
+def _load_config(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ValueError(f"no {path.parent.name}/{path.name}")
+    try:
+        config = OmegaConf.load(path)
+    except Exception as error:  # YAML and OmegaConf errors alike
+        raise ValueError(f"{path.parent.name}/{path.name} is unreadable: {_first_line(error)}") from None
+    if not isinstance(config, DictConfig):
+        raise ValueError(f"{path.parent.name}/{path.name} is not a mapping")
+    return config
+
+
+def _read_overrides(folder: Path) -> list[str]:
+    path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []  # a run started without overrides may have none
+    try:
+        overrides = OmegaConf.load(path)
+    except Exception as error:  # YAML and OmegaConf errors alike
+        raise ValueError(f".hydra/overrides.yaml is unreadable: {_first_line(error)}") from None
+    if not isinstance(overrides, ListConfig):
+        raise ValueError(".hydra/overrides.yaml is not a list")
+    return [str(override) for override in overrides]
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _natural_key(path: Path, root: Path) -> list[tuple[int, int | str]]:
+    """Sort key that puts job 10 after job 9: digit runs compare as numbers."""
+    parts = re.split(r"(\d+)", path.relative_to(root).as_posix())
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in parts if part]

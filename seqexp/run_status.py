@@ -1,0 +1,125 @@
+"""The status file of a run, ``<run dir>/status.json``: written by the train task, read by the report.
+
+Hydra leaves a job's folder in place when the job fails, but nothing in it says whether the job
+finished, failed or is still going. The task records that here: ``running`` when it starts, then
+``ok``, ``diverged`` (its objective is not a finite number) or ``failed`` (with the error) when it
+ends. A job killed outright (SIGKILL, out of memory) cannot write its end; the host and process id
+let a reader on the same machine tell it from one that is still running.
+
+Example::
+
+    {"status": "failed", "started": 1795858440.9, "host": "vm", "pid": 4828,
+     "finished": 1795858444.1, "objective": null, "error": "ConfigError: clip=-1 is invalid: ..."}
+"""
+
+import functools
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+
+STATUS_FILE = "status.json"
+STATUSES = ("running", "ok", "diverged", "failed")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    status: str  # one of STATUSES
+    started: float  # Unix time
+    host: str
+    pid: int
+    finished: float | None = None
+    objective: float | None = None  # what the task returned, when a finite number
+    error: str | None = None  # "<exception type>: <first line of its message>" of a failed run
+
+    def process_gone(self) -> bool:
+        """True when the recorded process is known to have ended: same host, no such process.
+
+        Only meaningful for a ``running`` status; a run on another machine is assumed alive.
+        """
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)  # signal 0 only asks whether the process exists
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # it exists, under another user
+            return False
+        return False
+
+
+def write_status(run_dir: Path, status: RunStatus) -> None:
+    """Write ``status.json`` atomically, so a reader never sees half a file."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    partial = run_dir / f".{STATUS_FILE}.{os.getpid()}"
+    partial.write_text(json.dumps(asdict(status), indent=2) + "\n")
+    os.replace(partial, run_dir / STATUS_FILE)
+
+
+def read_status(run_dir: Path) -> RunStatus | None:
+    """The run's status, or None when it has no status file.
+
+    Raises ValueError when the file exists but is not a status this module wrote.
+    """
+    path = run_dir / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        status = RunStatus(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ValueError(f"{path} is not a valid status file: {error}") from None
+    if status.status not in STATUSES:
+        raise ValueError(f"{path} has an unknown status {status.status!r}")
+    return status
+
+
+def _launched_process() -> bool:
+    """False in the extra processes of a multi-process run (Lightning's DDP launcher re-runs the
+    script with LOCAL_RANK set; torchrun sets RANK): the job's status is the launching process's."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``task(*args, **kwargs)``, recording its start and end in ``run_dir/status.json``."""
+    if not _launched_process():
+        return task(*args, **kwargs)
+    running = RunStatus("running", started=time.time(), host=socket.gethostname(), pid=os.getpid())
+    write_status(run_dir, running)
+    try:
+        result = task(*args, **kwargs)
+    except BaseException as error:  # KeyboardInterrupt and SystemExit end the run just as well
+        message = str(error).splitlines()[0] if str(error) else ""
+        described = f"{type(error).__name__}: {message}" if message else type(error).__name__
+        write_status(run_dir, replace(running, status="failed", finished=time.time(), error=described))
+        raise
+    number = isinstance(result, int | float) and not isinstance(result, bool)
+    finite = number and math.isfinite(result)
+    write_status(
+        run_dir,
+        replace(
+            running,
+            status="diverged" if number and not finite else "ok",
+            finished=time.time(),
+            objective=float(result) if finite else None,
+        ),
+    )
+    return result
+
+
+def record_status(task: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a Hydra task so that its run folder gets a ``status.json`` (see :func:`run_recorded`)."""
+
+    @functools.wraps(task)
+    def wrapped(*args: Any, **kwargs: Any) -> T:
+        return run_recorded(Path(HydraConfig.get().runtime.output_dir), task, *args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,83 @@
+"""What a search needs before its first trial: a search space that names real keys, and a sweep folder.
+
+Sweepers apply ``hydra.sweeper.params`` to each job only as it is launched, so a mistyped key
+(``model.hiden_size``) would fail the first trial, after the study has started, with a page of
+composition errors. :class:`SweepSetup` is a Hydra callback (``hydra.callbacks`` in
+conf/hparams_search/*.yaml) that checks every key of the search space against the composed config
+first, and ends the multirun with one ``error: ...`` line.
+"""
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from seqexp.cli import USER_ERROR_EXIT
+from seqexp.errors import ConfigError
+
+_ABSENT = object()
+
+
+class SweepSetup(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_search_space(config)
+        except ConfigError as error:
+            # Hydra turns a callback's exceptions into warnings and carries on; only an exit stops it.
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            sys.exit(USER_ERROR_EXIT)
+        # An Optuna study kept in SQLite under the sweep folder is opened before the launcher would
+        # create that folder.
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
+
+def check_search_space(config: DictConfig) -> None:
+    """Raise ConfigError for the first key of ``hydra.sweeper.params`` that the config does not have.
+
+    A key is known when it is a config group (then each of its choices must be an option of that
+    group) or a key of the composed config; ``+key`` adds a new key and is not checked.
+    """
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    for key, value in params.items():
+        where = f"hydra.sweeper.params: {key}"
+        if isinstance(value, DictConfig):
+            raise ConfigError(f"{where} holds a mapping: give a sweep such as choice(...) or interval(...)")
+        try:
+            (override,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
+        except Exception as error:  # Hydra's parse errors: the first line says what is wrong
+            raise ConfigError(f"{where}: {str(error).splitlines()[0]}") from None
+        name = override.key_or_group
+        if override.is_add() or override.is_force_add():
+            continue
+        if name in config.hydra.runtime.choices:
+            if override.is_sweep_override():
+                _check_group_options(name, list(override.sweep_string_iterator()))
+            else:
+                _check_group_options(name, [override.get_value_element_as_str()])
+        elif OmegaConf.select(config, name, default=_ABSENT) is _ABSENT:
+            raise ConfigError(f"{where} is not a key of the configuration{_suggestion(config, name)}")
+
+
+def _check_group_options(group: str, chosen: list[str]) -> None:
+    options = GlobalHydra.instance().config_loader().get_group_options(group)
+    for option in chosen:
+        if option not in options:
+            raise ConfigError(
+                f"hydra.sweeper.params: {group}={option} is not an option of the {group} group "
+                f"(options: {', '.join(options)})"
+            )
+
+
+def _suggestion(config: DictConfig, name: str) -> str:
+    """``; did you mean model.hidden_size?`` when a key of the same parent is close to ``name``."""
+    parent, _, leaf = name.rpartition(".")
+    node = OmegaConf.select(config, parent) if parent else config
+    if not isinstance(node, DictConfig):
+        return ""
+    close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1)
+    return f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""

@@ -1,0 +1,198 @@
+"""scripts/report.py: a real sweep with a failed and a diverged job, then runs built by hand for the
+cases a sweep rarely produces (damaged files, stray events, runs still going)."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from seqexp.report import main
+from seqexp.report.plots import AGAINST_PARAMETERS, AGAINST_THROUGHPUT, CURVES
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ASK = "give a multirun folder or a folder of runs"
+
+
+def read_csv(path):
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_sweep_with_a_failed_and_a_diverged_job_gets_a_full_leaderboard(
+    tmp_path, run_script, tiny_sine, best_val_loss
+):
+    sweep = tmp_path / "sweep"
+    # Job 2 diverges (Adam steps of 1e30); job 3 fails on purpose (a negative lr is refused).
+    lrs = "optim.lr=0.01,0.003,1e30,-1"
+    result = run_script("train.py", "-m", lrs, f"hydra.sweep.dir={sweep}", *tiny_sine)
+    assert result.returncode != 0  # Hydra reports the failed job once every job has run
+    assert "error: optim.lr=-1 is invalid" in result.stderr
+
+    report = run_script("report.py", str(sweep))
+    assert report.returncode == 0, report.stderr
+    rows = read_csv(sweep / "leaderboard.csv")
+    by_run = {row["run"]: row for row in rows}
+    assert sorted(by_run) == ["0", "1", "2", "3"]
+
+    # Ranked by the best val/loss, read here independently from each job's events.
+    best = {job: best_val_loss(sweep / job) for job in ("0", "1")}
+    assert [row["run"] for row in rows[:2]] == sorted(best, key=best.get)
+    assert float(rows[0]["best val/loss"]) == pytest.approx(min(best.values()), rel=1e-6)
+    assert float(rows[0]["best val/mse"]) == pytest.approx(min(best.values()), rel=1e-6)  # sine: the same
+
+    assert (by_run["2"]["status"], by_run["2"]["best val/loss"]) == ("diverged", "")
+    assert by_run["3"]["status"] == "failed"
+    assert by_run["3"]["note"].startswith("ConfigError: optim.lr=-1 is invalid")
+    assert [row["run"] for row in rows[2:]] == ["2", "3"]  # no best loss: last, in job order
+
+    # Only the override that differs gets a column; the tiny-data ones are the same for every job.
+    assert [by_run[job]["optim.lr"] for job in "0123"] == ["0.01", "0.003", "1e+30", "-1"]
+    assert "data.n_points" not in rows[0]
+    # nn.RNN(1 -> 8): 8 + 64 + 2 x 8 weights and biases, plus the Linear head 8 + 1.
+    assert by_run["0"]["parameters"] == "97"
+    assert float(by_run["0"]["tokens/s"]) > 0
+    assert float(by_run["0"]["wall time (s)"]) > 0
+
+    markdown = (sweep / "leaderboard.md").read_text()
+    assert markdown.startswith("| run | status |") and markdown.count("\n| ") == 4  # one line per job
+    assert "| 3 | failed |" in markdown
+    assert "failed" in report.stdout and "leaderboard.md" in report.stdout
+    for chart in (CURVES, AGAINST_PARAMETERS, AGAINST_THROUGHPUT):
+        assert (sweep / chart).read_bytes().startswith(PNG_SIGNATURE)
+
+
+# -- runs built by hand ---------------------------------------------------------------------------
+def make_run(folder, overrides, scalars=None, status=None, config=True, cell="torch.nn.GRU"):
+    """A run folder as the train task leaves it: .hydra/, status.json, tensorboard/ events.
+
+    ``scalars``: ``{tag: [value at step 0, value at step 1, ...]}``.
+    """
+    (folder / ".hydra").mkdir(parents=True)
+    if config:
+        OmegaConf.save({"model": {"cell": cell}}, folder / ".hydra" / "config.yaml")
+    OmegaConf.save(overrides, folder / ".hydra" / "overrides.yaml")
+    if status:
+        base = {"started": 1.0, "host": socket.gethostname(), "pid": os.getpid()}
+        (folder / "status.json").write_text(json.dumps({**base, **status}))
+    if scalars:
+        writer = EventFileWriter(str(folder / "tensorboard"))
+        for tag, values in scalars.items():
+            for step, value in enumerate(values):
+                summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
+                writer.add_event(Event(wall_time=100.0 + step, step=step, summary=summary))
+        writer.close()
+    return folder
+
+
+def report(directory, capsys):
+    """Run the report in-process: (exit status, stdout, stderr lines)."""
+    try:
+        main([str(directory)])
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()
+
+
+def test_text_runs_get_bpc_at_the_best_loss_and_every_state_is_listed(tmp_path, capsys):
+    text = {"val/loss": [2.0, 1.2, 1.5], "val/bpc": [2.9, 1.7, 2.2], "model/parameters": [1000]}
+    fast = {"val/loss": [1.9, 1.1], "train/tokens_per_s": [5, 7, 100]}
+    other = ["optim.lr=0.3", "seed=1"]
+    ok = {"status": "ok", "finished": 9.0}
+    make_run(tmp_path / "a", ["optim.lr=0.1", "seed=1"], text, ok, cell="my.LSTM")
+    make_run(tmp_path / "b", ["optim.lr=0.2", "seed=1"], fast)
+    make_run(tmp_path / "c", other, status={"status": "failed", "error": "RuntimeError: boom"})
+    make_run(tmp_path / "d", other, status={"status": "running"})  # this very process
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    make_run(tmp_path / "e", other, status={"status": "running", "pid": int(ended.stdout)})
+    make_run(tmp_path / "f", other)
+
+    code, out, err = report(tmp_path, capsys)
+    assert (code, err) == (0, [])
+    rows = read_csv(tmp_path / "leaderboard.csv")
+    assert [(r["run"], r["status"]) for r in rows] == [
+        ("b", "unknown"),  # events without status.json or final metrics
+        ("a", "ok"),
+        ("c", "failed"),
+        ("d", "running"),
+        ("e", "failed"),  # "running", but its process is gone
+        ("f", "no events"),
+    ]
+    b, a = rows[0], rows[1]
+    assert (float(a["best val/loss"]), float(a["final val/loss"])) == pytest.approx((1.2, 1.5))
+    assert float(a["best val/bpc"]) == pytest.approx(1.7)  # at the step of the best loss
+    assert b["best val/bpc"] == ""  # b logged no val/bpc
+    # The cell comes from the config, as no override names the model.
+    assert (a["parameters"], a["cell"], a["optim.lr"], b["cell"]) == ("1000", "LSTM", "0.1", "GRU")
+    assert "seed" not in a  # the same in every run
+    assert float(b["tokens/s"]) == pytest.approx(7)  # the median over epochs
+    assert float(b["wall time (s)"]) == pytest.approx(2.0)  # first to last event
+    assert rows[2]["note"] == "RuntimeError: boom"
+    assert "killed" in rows[4]["note"]
+    console = [line.split()[:2] for line in out.splitlines()]
+    assert console[:3] == [["run", "status"], ["b", "unknown"], ["a", "ok"]]
+
+
+def test_a_missing_folder_is_one_error_line_and_a_non_zero_exit(tmp_path, capsys):
+    code, out, err = report(tmp_path / "nowhere", capsys)
+    assert (code, out) == (2, "")
+    assert err == [f"error: {tmp_path / 'nowhere'} does not exist: {ASK}"]
+
+    (tmp_path / "file").write_text("")
+    code, _, err = report(tmp_path / "file", capsys)
+    assert code == 2 and len(err) == 1 and "is not a folder" in err[0]
+
+
+def test_a_folder_without_runs_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    code, out, err = report(tmp_path / "empty", capsys)
+    assert (code, out) == (2, "")
+    assert len(err) == 1 and err[0].startswith("error: no runs to report under")
+    assert not (tmp_path / "empty" / "leaderboard.md").exists()
+
+
+def test_damaged_runs_get_one_line_each_and_the_readable_ones_are_reported(tmp_path, capsys):
+    make_run(tmp_path / "good", ["model=gru"], {"val/loss": [0.5, 0.25]}, {"status": "ok", "finished": 2.0})
+    make_run(tmp_path / "no_config", ["model=rnn"], {"val/loss": [0.1]}, config=False)
+    garbled = make_run(tmp_path / "garbled", ["model=lstm"], config=True)
+    (garbled / "tensorboard").mkdir()
+    (garbled / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"not an event file at all")
+    damaged = make_run(tmp_path / "bad_status", ["model=rnn"], {"val/loss": [0.4]})
+    (damaged / "status.json").write_text("{half a fi")
+    make_run(tmp_path / "stray", ["x=1"], {"val/loss": [0.3]})
+    (tmp_path / "stray" / ".hydra").rename(tmp_path / "stray" / "hydra")  # only events are left
+
+    code, _, err = report(tmp_path, capsys)
+    assert code == 0
+    assert sorted(err) == sorted(
+        [
+            f"skipped {tmp_path / 'no_config'}: no .hydra/config.yaml",
+            f"skipped {tmp_path / 'stray' / 'tensorboard'}: TensorBoard events outside any run folder "
+            "(one with .hydra/config.yaml)",
+            "warning: garbled: events in tensorboard/ are unreadable (ValueError: No event timestamp could "
+            "be found); listed without metrics",
+            f"warning: bad_status: {damaged / 'status.json'} is not a valid status file: "
+            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1); "
+            "its state is judged from its events",
+        ]
+    )
+    rows = {row["run"]: row for row in read_csv(tmp_path / "leaderboard.csv")}
+    assert sorted(rows) == ["bad_status", "garbled", "good"]
+    assert rows["garbled"]["status"] == "unreadable events"
+    assert rows["bad_status"]["status"] == "unknown"
+    assert float(rows["good"]["best val/loss"]) == 0.25
+
+
+def test_the_script_reports_a_missing_folder_without_a_traceback(tmp_path, run_script):
+    result = run_script("report.py", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'} does not exist: {ASK}"]
