@@ -15,14 +15,20 @@ from seqexp.config_checks import check_train_config
 log = logging.getLogger(__name__)
 
 
-def size_advice(parameters: int, train_items: int) -> str:
+def size_advice(parameters: int, train_items: int, unit: str = "items") -> str:
     """The notes' rule of thumb: parameters and training items should be of the same order of magnitude."""
     ratio = parameters / max(train_items, 1)
-    verdict = f"{parameters:,} parameters for {train_items:,} training items (ratio {ratio:.2g})"
+    verdict = f"model size: {parameters:,} parameters for {train_items:,} training {unit} (ratio {ratio:.2g})"
     if ratio > 10:
-        return f"{verdict}: the model is much larger than the data and will overfit; shrink it or add data"
+        return (
+            f"{verdict}: the model is much larger than the data and will overfit; use a smaller "
+            "model.hidden_size / model.num_layers, more dropout, or more data"
+        )
     if ratio < 0.1:
-        return f"{verdict}: the model is much smaller than the data; a larger one can likely do better"
+        return (
+            f"{verdict}: the model is much smaller than the data and will underfit; a larger "
+            "model.hidden_size / model.num_layers can likely do better"
+        )
     return f"{verdict}: the same order of magnitude, as the notes advise"
 
 
@@ -48,7 +54,7 @@ def train(cfg: DictConfig) -> float:
         data={**spec.__dict__, "vocab": list(spec.vocab)},
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
-    log.info(size_advice(module.parameter_count(), len(datamodule.splits["train"])))
+    log.info(size_advice(module.parameter_count(), len(datamodule.splits["train"]), datamodule.item_name))
 
     trainer.fit(module, datamodule=datamodule)
     checkpoint = trainer.checkpoint_callback
