@@ -13,7 +13,7 @@ from seqexp.data.datamodule import DataSpec
 from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 from seqexp.models.sequence_model import SequenceModel
-from seqexp.sampling import generate, load_char_model, sample_text
+from seqexp.sampling import choose_device, generate, load_char_model, sample_text
 
 VOCAB = Vocab("\n !,.?abcdefghijklmnopqrstuvwxyz")
 
@@ -135,3 +135,14 @@ def test_text_sample_callback_refuses_a_prime_the_corpus_cannot_encode():
         ConfigError, match=r"callbacks.text_sample.prime='The' has characters outside .*: 'T'"
     ):
         callback.setup(None, module, "fit")
+
+
+def test_device_option_is_checked():
+    assert choose_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"device='gpu0' is invalid: use cpu, cuda or cuda:N"):
+        choose_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            ConfigError, match=r"device='cuda' is not available on this machine: use device=cpu"
+        ):
+            choose_device("cuda")
