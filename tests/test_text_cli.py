@@ -210,6 +210,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# Six training processes (Lightning's import alone takes seconds each); the same errors are checked
+# in-process by test_text_data.py and test_download.py.
+@pytest.mark.slow
 def test_bad_corpora(tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "latin1.txt").write_bytes("Ainsi parla Zarathoustra, à l'aube\n".encode("latin-1") * 20)
