@@ -129,7 +129,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     return TrainedRun(corpus, run_dir, run_dir / "checkpoints" / "last.ckpt", result)
 
 
-def scalars(run_dir: Path) -> dict[str, list[float]]:
+def logged(run_dir: Path) -> dict[str, list[float]]:
+    """TensorBoard's scalars of a run by tag, in order; for text tags, the steps they were logged at."""
     values: dict[str, list[float]] = {}
     for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0, "tensors": 0})
@@ -142,14 +143,14 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
 
 
 def test_char_model_learns_far_below_the_unigram_entropy(trained):
-    logged = scalars(trained.run_dir)
-    entropy = unigram_entropy_nats(trained.corpus)  # about 2.7 nats for this grammar
-    final_val = logged["val/loss"][-1]
-    assert final_val < 0.4 * entropy, (final_val, entropy)
-    assert logged["val/bpc"][-1] == pytest.approx(final_val / math.log(2), rel=1e-5)
-    assert logged["val/ppl"][-1] == pytest.approx(math.exp(final_val), rel=1e-5)
-    assert logged["test/loss"][-1] < 0.4 * entropy  # the test split is evaluated after fit
-    assert len(logged["val/sample/text_summary"]) == 3  # one text sample per validation
+    values = logged(trained.run_dir)
+    entropy = unigram_entropy_nats(trained.corpus)  # 2.79 nats; the grammar itself: 0.28
+    final_val = values["val/loss"][-1]
+    assert final_val < 0.25 * entropy, (final_val, entropy)
+    assert values["val/bpc"][-1] == pytest.approx(final_val / math.log(2), rel=1e-5)
+    assert values["val/ppl"][-1] == pytest.approx(math.exp(final_val), rel=1e-5)
+    assert values["test/loss"][-1] < 0.25 * entropy  # the test split is evaluated after fit
+    assert len(values["val/sample/text_summary"]) == 3  # one text sample per validation
     assert "model size:" in trained.result.stdout and "training characters" in trained.result.stdout
 
 
