@@ -4,7 +4,7 @@ They run before the heavy imports, so a mistyped value is reported in about a se
 names the key, the bad value and what is allowed.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -68,3 +68,54 @@ def check_train_config(cfg: DictConfig) -> None:
     _require("optim.lr", optim.lr, lambda v: _is_number(v) and v > 0, "a number > 0")
     _require("optim.weight_decay", optim.weight_decay, lambda v: _is_number(v) and v >= 0, "a number >= 0")
     _one_of("optim.scheduler", optim.scheduler, SCHEDULERS)
+
+
+def as_text(value: Any) -> Any:
+    """Hydra reads ``prime=123`` as a number; a prime is text. Other values pass through to be checked."""
+    return str(value) if _is_number(value) else value
+
+
+def check_sampling_options(
+    prime: Any,
+    length: Any,
+    top_k: Any,
+    temperature: Any,
+    vocab: Sequence[str] | None = None,
+    prefix: str = "",
+) -> None:
+    """Raise ConfigError for the first invalid sampling option (keys named ``<prefix>prime`` etc.).
+
+    The checks that need the model's vocabulary (top_k at most its size, the prime's characters in it)
+    run only when ``vocab`` is given.
+    """
+    _require(f"{prefix}prime", prime, lambda v: isinstance(v, str) and v != "", "a non-empty string")
+    _require(f"{prefix}length", length, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+    _require(f"{prefix}temperature", temperature, lambda v: _is_number(v) and v > 0, "a number > 0")
+    _require(
+        f"{prefix}top_k",
+        top_k,
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "an integer >= 1 (1 is greedy), or null for the whole vocabulary",
+    )
+    if vocab is None:
+        return
+    if top_k is not None and top_k > len(vocab):
+        raise ConfigError(
+            f"{prefix}top_k={top_k} is invalid: the vocabulary has {len(vocab)} characters, so it must be "
+            f"between 1 and {len(vocab)} (or null for all of them)"
+        )
+    known = set(vocab)
+    unknown = [c for c in dict.fromkeys(prime) if c not in known]
+    if unknown:
+        raise ConfigError(
+            f"{prefix}prime={prime!r} has characters outside the model's vocabulary: "
+            f"{', '.join(map(repr, unknown))}; the vocabulary is {''.join(vocab)!r}"
+        )
+
+
+def check_sample_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first invalid value of a sampling configuration (conf/sample.yaml)."""
+    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
+        raise ConfigError("ckpt is missing: pass ckpt=PATH, a checkpoint written by scripts/train.py")
+    check_sampling_options(as_text(cfg.prime), cfg.length, cfg.top_k, cfg.temperature)
+    _require("seed", cfg.seed, _is_int, "an integer")

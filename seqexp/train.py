@@ -23,14 +23,20 @@ if TYPE_CHECKING:
     from seqexp.module import SequenceLightningModule
 
 
-def size_advice(parameters: int, train_items: int) -> str:
+def size_advice(parameters: int, train_items: int, unit: str = "items") -> str:
     """The notes' rule of thumb: parameters and training items should be of the same order of magnitude."""
     ratio = parameters / max(train_items, 1)
-    verdict = f"{parameters:,} parameters for {train_items:,} training items (ratio {ratio:.2g})"
+    verdict = f"model size: {parameters:,} parameters for {train_items:,} training {unit} (ratio {ratio:.2g})"
     if ratio > 10:
-        return f"{verdict}: the model is much larger than the data and will overfit; shrink it or add data"
+        return (
+            f"{verdict}: the model is much larger than the data and will overfit; use a smaller "
+            "model.hidden_size / model.num_layers, more dropout, or more data"
+        )
     if ratio < 0.1:
-        return f"{verdict}: the model is much smaller than the data; a larger one can likely do better"
+        return (
+            f"{verdict}: the model is much smaller than the data and will underfit; a larger "
+            "model.hidden_size / model.num_layers can likely do better"
+        )
     return f"{verdict}: the same order of magnitude, as the notes advise"
 
 
@@ -71,7 +77,7 @@ def train(cfg: DictConfig) -> float:
     if HydraConfig.initialized():
         start_ddp_ranks_from_the_job_config()
     parameters = module.parameter_count()
-    rank_zero_info(size_advice(parameters, len(datamodule.splits["train"])))
+    rank_zero_info(size_advice(parameters, len(datamodule.splits["train"]), datamodule.item_name))
     # Logged as a scalar so that reports compare model sizes without rebuilding the models.
     for logger in trainer.loggers:
         logger.log_metrics({"model/parameters": parameters}, step=0)

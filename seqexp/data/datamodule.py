@@ -29,6 +29,9 @@ class DataSpec:
 class StreamDataModule(pl.LightningDataModule):
     """Serves each split as in-order windows of this rank's contiguous rows."""
 
+    # What one item of a series is, in messages to the user ("characters" for text).
+    item_name = "items"
+
     def __init__(self, batch_size: int, seq_length: int, eval_burn_in: int = 0) -> None:
         super().__init__()
         if eval_burn_in < 0:
@@ -62,7 +65,13 @@ class StreamDataModule(pl.LightningDataModule):
         self.setup()
         world_size, rank = self._world()
         return WindowStream(
-            self.splits[split], self.batch_size, self.seq_length, world_size, rank, name=f"{split} split"
+            self.splits[split],
+            self.batch_size,
+            self.seq_length,
+            world_size,
+            rank,
+            name=f"{split} split",
+            unit=self.item_name,
         )
 
     def _loader(self, split: str) -> DataLoader:
@@ -83,7 +92,14 @@ class StreamDataModule(pl.LightningDataModule):
         """Raise ConfigError now, before training starts, if a split is too short for one window."""
         self.setup()
         for split, series in self.splits.items():
-            stream = WindowStream(series, self.batch_size, self.seq_length, world_size, name=f"{split} split")
+            stream = WindowStream(
+                series,
+                self.batch_size,
+                self.seq_length,
+                world_size,
+                name=f"{split} split",
+                unit=self.item_name,
+            )
             if split != "train" and len(stream) <= self.eval_burn_in:
                 raise ConfigError(
                     f"data.eval_burn_in={self.eval_burn_in} leaves nothing to score: the {split} split has "

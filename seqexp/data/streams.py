@@ -51,13 +51,14 @@ class WindowStream(Dataset):
         world_size: int = 1,
         rank: int = 0,
         name: str = "series",
+        unit: str = "items",
     ) -> None:
         rows = world_size * batch_size
         if windows_per_row(len(series), rows, seq_length) < 1:
             raise ConfigError(
-                f"the {name} has {len(series)} items, too short for one window of seq_length={seq_length} "
+                f"the {name} has {len(series)} {unit}, too short for one window of seq_length={seq_length} "
                 f"on {rows} rows (batch_size={batch_size} x {world_size} process(es)); it needs at least "
-                f"{min_items(rows, seq_length)}: use a longer series or a smaller batch_size/seq_length"
+                f"{min_items(rows, seq_length)} {unit}: use more data or a smaller batch_size/seq_length"
             )
         self.rows = rank_rows(series, batch_size, world_size, rank)
         self.seq_length = seq_length

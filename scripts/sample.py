@@ -1,0 +1,20 @@
+"""Sample text from a character model: `python scripts/sample.py ckpt=PATH prime="And even said"`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from seqexp.cli import report_user_errors
+from seqexp.config_checks import check_sample_config
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    check_sample_config(cfg)  # before torch is imported, so a mistyped value is reported at once
+    from seqexp.sampling import sample_from_config
+
+    sample_from_config(cfg)
+
+
+if __name__ == "__main__":
+    main()

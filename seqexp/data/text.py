@@ -1,0 +1,73 @@
+"""Character-level text: a corpus becomes token ids over its sorted characters, split into contiguous
+train / val / test stretches (the last ``val_fraction`` and ``test_fraction`` of the text are held out,
+as the lecture notes hold out the last 10 %).
+
+``data=text data.path=FILE`` reads any UTF-8 file; other corpora subclass :class:`TextDataModule` and
+override :meth:`TextDataModule.read_text`.
+"""
+
+import torch
+
+from seqexp.data.datamodule import DataSpec, StreamDataModule
+from seqexp.data.files import read_text_file
+from seqexp.data.vocab import Vocab
+from seqexp.errors import ConfigError
+
+
+def contiguous_splits(
+    ids: torch.Tensor, val_fraction: float, test_fraction: float
+) -> dict[str, torch.Tensor]:
+    """``train | val | test`` in text order; ``test`` only when ``test_fraction`` > 0."""
+    n_val = int(len(ids) * val_fraction)
+    n_test = int(len(ids) * test_fraction)
+    n_train = len(ids) - n_val - n_test
+    splits = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val]}
+    if test_fraction > 0:
+        splits["test"] = ids[n_train + n_val :]
+    return splits
+
+
+class TextDataModule(StreamDataModule):
+    """A character corpus as streams of token ids; the vocabulary is every character of the corpus."""
+
+    item_name = "characters"
+
+    def __init__(
+        self,
+        path: str | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        batch_size: int = 32,
+        seq_length: int = 100,
+        eval_burn_in: int = 0,
+    ) -> None:
+        super().__init__(batch_size, seq_length, eval_burn_in)
+        self.path = path
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.vocab: Vocab | None = None
+
+    def read_text(self) -> str:
+        """The whole corpus: the file at ``data.path`` (corpora with a source of their own override this)."""
+        if not self.path:
+            raise ConfigError("data.path is missing: data=text needs data.path=FILE, a UTF-8 text file")
+        return read_text_file(self.path)
+
+    def load_splits(self) -> dict[str, torch.Tensor]:
+        text = self.read_text()
+        # The vocabulary covers the held-out text too, so every split (and any prime taken from the
+        # corpus) can be encoded; sorting makes it the same on every run and every machine.
+        self.vocab = Vocab.from_text(text)
+        return contiguous_splits(self.vocab.encode(text), self.val_fraction, self.test_fraction)
+
+    @property
+    def spec(self) -> DataSpec:
+        self.setup()
+        size = len(self.vocab)
+        return DataSpec(
+            input_size=size,
+            output_size=size,
+            tokens=True,
+            vocab=self.vocab.chars,
+            eval_burn_in=self.eval_burn_in,
+        )

@@ -1,0 +1,261 @@
+"""The text workflow through the real scripts: train a char model, sample from its checkpoint, and every
+bad input ending as one `error: ...` line, exit status 2 and no traceback.
+
+Each group of subprocesses is started at once and awaited together, so the suite pays for importing
+torch and Lightning about once per group rather than once per case.
+"""
+
+import functools
+import hashlib
+import http.server
+import math
+import os
+import random
+import subprocess
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+REPO = Path(__file__).resolve().parents[1]
+# One thread per process: the machines running the suite are small and shared, and oversubscribed
+# threads make every process slower.
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+TIMEOUT_S = 240
+
+DETERMINERS = ("the", "a", "every")
+NOUNS = ("cat", "dog", "bird", "horse", "fish")
+VERBS = ("sees", "likes", "chases", "hears")
+ADJECTIVES = ("big", "small", "red", "quiet")
+WORDS = {*DETERMINERS, *NOUNS, *VERBS, *ADJECTIVES}
+
+
+def grammar_corpus(sentences: int, seed: int = 0) -> str:
+    """Sentences of a tiny grammar: words are random, spelling and word order are not, so a model that
+    learns them predicts far better than the characters' unigram frequencies."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(sentences):
+        words = [rng.choice(DETERMINERS), rng.choice(NOUNS), rng.choice(VERBS), rng.choice(DETERMINERS)]
+        words += [rng.choice(ADJECTIVES), rng.choice(NOUNS)]
+        lines.append(" ".join(words) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def unigram_entropy_nats(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log(n / len(text)) for n in counts.values())
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_together(commands: dict[str, list[str]]) -> dict[str, Result]:
+    """Run ``{name: [script, *overrides]}`` concurrently from the repository root."""
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, *command],
+            cwd=REPO,
+            env=ENV,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name, command in commands.items()
+    }
+    results = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        results[name] = Result(process.returncode, stdout, stderr)
+    return results
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    """Exit status 2, exactly one `error: ...` line on stderr naming the fragments, no traceback."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+# -- train, then sample from the checkpoint -------------------------------------------------------------
+
+
+@dataclass
+class TrainedRun:
+    corpus: str
+    run_dir: Path
+    checkpoint: Path
+    result: Result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """A small LSTM trained for 300 steps (3 epochs x 100 windows) on the grammar corpus."""
+    root = tmp_path_factory.mktemp("charmodel")
+    corpus = grammar_corpus(sentences=2050)  # 16 rows x 100 windows x 32 characters of training text
+    (root / "corpus.txt").write_text(corpus, encoding="utf-8")
+    run_dir = root / "run"
+    overrides = [
+        "data=text",
+        f"data.path={root / 'corpus.txt'}",
+        "data.val_fraction=0.1",
+        "data.test_fraction=0.05",
+        "data.batch_size=16",
+        "seq_length=32",
+        "model=lstm",
+        "model.hidden_size=64",
+        "model.num_layers=1",
+        "optim.lr=0.01",
+        "trainer.max_epochs=3",
+        "trainer.enable_progress_bar=false",
+        "callbacks.text_sample.prime=the",
+        "callbacks.text_sample.length=60",
+        f"hydra.run.dir={run_dir}",
+    ]
+    result = run_together({"train": ["scripts/train.py", *overrides]})["train"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedRun(corpus, run_dir, run_dir / "checkpoints" / "last.ckpt", result)
+
+
+def logged(run_dir: Path) -> dict[str, list[float]]:
+    """TensorBoard's scalars of a run by tag, in order; for text tags, the steps they were logged at."""
+    values: dict[str, list[float]] = {}
+    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0, "tensors": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            values.setdefault(tag, []).extend(event.value for event in accumulator.Scalars(tag))
+        for tag in accumulator.Tags()["tensors"]:
+            values.setdefault(tag, []).extend(float(event.step) for event in accumulator.Tensors(tag))
+    return values
+
+
+def test_char_model_learns_far_below_the_unigram_entropy(trained):
+    values = logged(trained.run_dir)
+    entropy = unigram_entropy_nats(trained.corpus)  # 2.79 nats; the grammar itself: 0.28
+    final_val = values["val/loss"][-1]
+    assert final_val < 0.25 * entropy, (final_val, entropy)
+    assert values["val/bpc"][-1] == pytest.approx(final_val / math.log(2), rel=1e-5)
+    assert values["val/ppl"][-1] == pytest.approx(math.exp(final_val), rel=1e-5)
+    assert values["test/loss"][-1] < 0.25 * entropy  # the test split is evaluated after fit
+    assert len(values["val/sample/text_summary"]) == 3  # one text sample per validation
+    assert "model size:" in trained.result.stdout and "training characters" in trained.result.stdout
+
+
+def test_checkpoint_holds_the_sorted_vocabulary_as_plain_data(trained):
+    checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["data"]["vocab"] == sorted(set(trained.corpus))
+
+
+def test_sample_from_the_checkpoint(trained, tmp_path):
+    out = tmp_path / "sample.txt"
+    base = ["scripts/sample.py", f"ckpt={trained.checkpoint}", "prime=the big", "length=400", "top_k=3"]
+    results = run_together(
+        {
+            "seed0": [*base, "seed=0"],
+            "seed0-again": [*base, "seed=0", f"out={out}"],
+            "seed1": [*base, "seed=1"],
+        }
+    )
+    for result in results.values():
+        assert result.returncode == 0, result.stderr
+    text = results["seed0"].stdout.removesuffix("\n")
+    assert text.startswith("the big") and len(text) == len("the big") + 400
+    assert set(text) <= set(trained.corpus)
+    assert results["seed0-again"].stdout == results["seed0"].stdout  # same seed, same text
+    assert out.read_text(encoding="utf-8") == text
+    assert results["seed1"].stdout != results["seed0"].stdout
+    # The model spells the grammar's words: nearly every complete word sampled is one of them.
+    words = text.replace(".", " ").split()[:-1]
+    assert sum(word in WORDS for word in words) >= 0.9 * len(words), words
+
+
+def test_bad_sampling_inputs(trained, tmp_path):
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(trained.checkpoint.read_bytes()[:5000])  # a truncated copy
+    ckpt = f"ckpt={trained.checkpoint}"
+    vocab_size = len(set(trained.corpus))
+    cases = {
+        "missing": (["ckpt=/no/such/model.ckpt"], ["ckpt='/no/such/model.ckpt' does not exist"]),
+        "corrupt": ([f"ckpt={corrupt}"], [f"ckpt={str(corrupt)!r} is not a readable checkpoint"]),
+        "prime": ([ckpt, "prime=The Queen"], ["prime='The Queen' has characters outside", "'T', 'Q'"]),
+        "top_k-0": ([ckpt, "top_k=0"], ["top_k=0 is invalid: it must be an integer >= 1"]),
+        "top_k-big": ([ckpt, f"top_k={vocab_size + 1}"], [f"the vocabulary has {vocab_size} characters"]),
+        "temperature": ([ckpt, "temperature=0"], ["temperature=0 is invalid: it must be a number > 0"]),
+        "length": ([ckpt, "length=-1"], ["length=-1 is invalid: it must be an integer >= 0"]),
+        "no-ckpt": ([], ["ckpt is missing: pass ckpt=PATH"]),
+    }
+    results = run_together({name: ["scripts/sample.py", *args] for name, (args, _) in cases.items()})
+    for name, (_, fragments) in cases.items():
+        assert_user_error(results[name], *fragments)
+        assert results[name].stdout == ""
+
+
+# -- bad corpora ------------------------------------------------------------------------------------------
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+# Six training processes (Lightning's import alone takes seconds each); the same errors are checked
+# in-process by test_text_data.py and test_download.py.
+@pytest.mark.slow
+def test_bad_corpora(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "latin1.txt").write_bytes("Ainsi parla Zarathoustra, à l'aube\n".encode("latin-1") * 20)
+    (tmp_path / "short.txt").write_text("To be, or not to be.\n" * 20, encoding="utf-8")  # 420 characters
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "input.txt").write_text("Not the file you are looking for.\n", encoding="utf-8")
+    data_dir = tmp_path / "data"
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=served)
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/input.txt"
+    real_sha = hashlib.sha256((served / "input.txt").read_bytes()).hexdigest()
+
+    common = [
+        "trainer.enable_progress_bar=false",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
+    cases = {
+        "missing": (["data=text", f"data.path={tmp_path}/nope.txt"], ["nope.txt' does not exist"]),
+        "no-path": (["data=text"], ["data.path is missing: data=text needs data.path=FILE"]),
+        "empty": (["data=text", f"data.path={tmp_path}/empty.txt"], ["empty.txt' is empty"]),
+        "latin1": (["data=text", f"data.path={tmp_path}/latin1.txt"], ["latin1.txt' is not UTF-8 text"]),
+        "short": (
+            ["data=text", f"data.path={tmp_path}/short.txt", "data.batch_size=8", "seq_length=100"],
+            ["the train split has 378 characters", "it needs at least 808 characters"],
+        ),
+        "bad-hash": (
+            ["data=tinyshakespeare", f"data.url={url}"],
+            [f"has sha256 {real_sha}, expected 86c4e6aa", "nothing was kept"],
+        ),
+    }
+    try:
+        results = run_together(
+            {name: ["scripts/train.py", *args, *common] for name, (args, _) in cases.items()}
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    for name, (_, fragments) in cases.items():
+        assert_user_error(results[name], *fragments)
+    # The refused download left nothing behind, not even a partial file.
+    assert not data_dir.exists() or not any(p.is_file() for p in data_dir.rglob("*"))
