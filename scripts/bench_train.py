@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 PRESETS = {
     # The notes' sine notebook, for several epochs so that there is something to time.
     "sine": ["experiment=sine_seed"],
-    # A char model: 2 x 256 LSTM, batch 32, seq_length 100 on a generated 400k-character corpus.
+    # A char model: 2 x 256 LSTM, batch 32, seq_length 100 on a generated 200k-character corpus.
     "char": [
         "data=text",
         "model=lstm",
@@ -52,10 +52,10 @@ class FitTimer(pl.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def generated_corpus(folder: Path, n_chars: int = 400_000) -> Path:
+def generated_corpus(folder: Path, n_chars: int = 200_000) -> Path:
     """Deterministic text with some structure (words drawn from a small lexicon)."""
     generator = torch.Generator().manual_seed(0)
-    lexicon = ["the", "king", "and", "queen", "of", "rome", "shall", "speak", "now", "thou", "art", "night"]
+    lexicon = ["The", "king", "and", "queen", "of", "rome", "shall", "speak", "now", "thou", "art", "night"]
     words = torch.randint(len(lexicon), (n_chars // 4,), generator=generator).tolist()
     path = folder / "corpus.txt"
     path.write_text(" ".join(lexicon[w] for w in words)[:n_chars], encoding="utf-8")
