@@ -14,7 +14,6 @@ hand and forms the recurrent weight gradients afterwards in one matmul over all 
 """
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,34 +24,41 @@ from seqexp.errors import ConfigError
 
 PEEPHOLES = ("diagonal", "full")
 
-# torch sends float32 matmuls on CPU to MKL, which on AMD CPUs runs about half as fast as oneDNN (what
-# nn.LSTM uses there). oneDNN's fixed cost per call outweighs that below ~2M multiply-adds per step.
+# torch sends float32 matmuls on CPU to MKL, which on AMD CPUs runs at about half the speed of oneDNN (what
+# nn.LSTM uses on CPU); below ~2M multiply-adds per call oneDNN's fixed cost per call outweighs that.
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 _ONEDNN_MIN_MACS = 2**21
 
-Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
-
-def _linear_for(batch: int, weight: torch.Tensor) -> Linear:
-    """``linear(x, w, add)``: ``x @ w.T + add`` (add may be None), fastest for per-step matmuls like these.
-
-    The oneDNN path is only taken with contiguous ``x`` and ``w``: with strided ones it can be 1000x slower.
-    """
+def _onednn_pays(rows: int, weight: torch.Tensor) -> bool:
+    """Whether ``(rows, k) @ weight.T`` is faster on oneDNN than through torch's matmul."""
     cpu_float32 = weight.device.type == "cpu" and weight.dtype == torch.float32
-    if _ONEDNN and cpu_float32 and batch * weight.numel() >= _ONEDNN_MIN_MACS:
-        op = torch.ops.mkldnn._linear_pointwise
+    return _ONEDNN and cpu_float32 and rows * weight.numel() >= _ONEDNN_MIN_MACS
 
-        def onednn(x: torch.Tensor, w: torch.Tensor, add: torch.Tensor | None) -> torch.Tensor:
-            return op(x, w, None, "none", [], "") if add is None else op.binary(x, add, w, None, "add")
 
-        return onednn
-    return lambda x, w, add: x @ w.t() if add is None else torch.addmm(add, x, w.t())
+def _linear(x: torch.Tensor, w: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ w.T + add``; ``add`` is None, a bias row or a full matrix."""
+    if not _onednn_pays(x.shape[0], w):
+        return x @ w.t() if add is None else torch.addmm(add, x, w.t())
+    op = torch.ops.mkldnn._linear_pointwise
+    # oneDNN runs a slow reference kernel for strided operands (1000x slower seen): hand it dense ones.
+    x, w = x.contiguous(), w.contiguous()
+    if add is None or add.dim() == 1:
+        return op(x, w, add, "none", [], "")
+    return op.binary(x, add, w, None, "add")
+
+
+def _matmul_tn(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
+    """``a.T @ b_t.T`` for tall ``a`` (rows, m), wide ``b_t`` (n, rows): a weight gradient over all steps."""
+    if _onednn_pays(a.shape[1], b_t):
+        return _linear(a.t().contiguous(), b_t)  # the transposed copy costs less than oneDNN saves
+    return a.t() @ b_t.t()
 
 
 class _PeepholeLayer(torch.autograd.Function):
-    """One layer over a whole sequence, time-major.
+    """One layer over a whole sequence, time-major, with all its matmuls.
 
-    ``xp`` (T, B, 4H): input projection plus both biases. ``h0``, ``c0`` (B, H). ``w_peep``: the (3, H)
+    ``x`` (T, B, I); ``h0``, ``c0`` (B, H); ``bias`` the sum of both biases, or None. ``w_peep``: the (3, H)
     diagonal peepholes, or for ``full`` the (4H, H) matrix with a zero block for g, so that it is one
     matmul on c_{t-1} into all four gates. Returns ``out`` (T, B, H), ``h_T``, ``c_T``.
     """
@@ -60,26 +66,28 @@ class _PeepholeLayer(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: FunctionCtx,
-        xp: torch.Tensor,
+        x: torch.Tensor,
         h0: torch.Tensor,
         c0: torch.Tensor,
+        w_ih: torch.Tensor,
         w_hh: torch.Tensor,
+        bias: torch.Tensor | None,
         w_peep: torch.Tensor,
         diagonal: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        steps, batch, hidden = xp.shape[0], xp.shape[1], h0.shape[1]
-        linear = _linear_for(batch, w_hh)
-        w_hh, w_peep = w_hh.contiguous(), w_peep.contiguous()
-        out = xp.new_empty(steps, batch, hidden)
-        cs = xp.new_empty(steps + 1, batch, hidden)  # c_{t-1} for step t is cs[t]
+        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+        x = x.contiguous()
+        xp = _linear(x.view(steps * batch, -1), w_ih, bias).view(steps, batch, 4 * hidden)
+        out = x.new_empty(steps, batch, hidden)
+        cs = x.new_empty(steps + 1, batch, hidden)  # c_{t-1} for step t is cs[t]
         cs[0] = c0
-        tanh_cs = xp.new_empty(steps, batch, hidden)
+        tanh_cs = x.new_empty(steps, batch, hidden)
         gates = []  # (B, 4, H) per step, after their nonlinearities
-        h_prev = h0.contiguous()
+        h_prev = h0
         for t in range(steps):
             c_prev, c = cs[t], cs[t + 1]
-            pre = xp[t] if diagonal else linear(c_prev, w_peep, xp[t])
-            ifgo = linear(h_prev, w_hh, pre).view(batch, 4, hidden)
+            pre = xp[t] if diagonal else _linear(c_prev, w_peep, xp[t])
+            ifgo = _linear(h_prev, w_hh, pre).view(batch, 4, hidden)
             i, f, g, o = ifgo.unbind(1)
             if diagonal:
                 ifgo[:, :2].addcmul_(c_prev.unsqueeze(1), w_peep[:2])
@@ -92,7 +100,7 @@ class _PeepholeLayer(torch.autograd.Function):
             torch.mul(o, torch.tanh(c, out=tanh_cs[t]), out=out[t])
             gates.append(ifgo)
             h_prev = out[t]
-        ctx.save_for_backward(out, h0, w_hh, w_peep)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, bias, w_peep, out)
         ctx.gates, ctx.cs, ctx.tanh_cs, ctx.diagonal = gates, cs, tanh_cs, diagonal
         return out, out[-1].clone(), cs[-1].clone()
 
@@ -101,11 +109,10 @@ class _PeepholeLayer(torch.autograd.Function):
     def backward(
         ctx: FunctionCtx, d_out: torch.Tensor, d_h: torch.Tensor, d_c: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        out, h0, w_hh, w_peep = ctx.saved_tensors
+        x, h0, w_ih, w_hh, bias, w_peep, out = ctx.saved_tensors
         gates, cs, tanh_cs, diagonal = ctx.gates, ctx.cs, ctx.tanh_cs, ctx.diagonal
         steps, batch, hidden = out.shape
         sigmoid_backward, tanh_backward = torch.ops.aten.sigmoid_backward, torch.ops.aten.tanh_backward
-        linear = _linear_for(batch, w_hh)
         w_hh_t, w_peep_t = w_hh.t().contiguous(), w_peep.t().contiguous()
         d_gates = out.new_empty(steps, batch, 4, hidden)  # gradients w.r.t. the gates' pre-activations
         for t in reversed(range(steps)):
@@ -124,19 +131,27 @@ class _PeepholeLayer(torch.autograd.Function):
             if diagonal:
                 d_c.addcmul_(d_i, w_peep[0]).addcmul_(d_f, w_peep[1])
             else:
-                d_c = linear(d_gates_t, w_peep_t, d_c)
-            d_h = linear(d_gates_t, w_hh_t, None)
-        # Weight gradients as sums over all steps: one matmul each instead of one per step.
+                d_c = _linear(d_gates_t, w_peep_t, d_c)
+            d_h = _linear(d_gates_t, w_hh_t)
+
+        # The weight gradients sum over all steps: one matmul for all of them, with the rows each weight
+        # multiplied side by side, already transposed: [x | h_{t-1} | c_{t-1} (full only)].
         d_gates_2d = d_gates.view(steps * batch, 4 * hidden)
-        h_prev = out[:-1].flatten(0, 1)  # h_{t-1} for steps 1..T-1; step 0 read h0
-        d_w_hh = torch.addmm(d_gates_2d[:batch].t() @ h0, d_gates_2d[batch:].t(), h_prev)
+        inputs = [x.permute(2, 0, 1), torch.cat((h0.unsqueeze(0), out[:-1])).permute(2, 0, 1)]
+        if not diagonal:
+            inputs.append(cs[:-1].permute(2, 0, 1))
+        inputs_t = torch.cat(inputs).view(-1, steps * batch)
+        d_weights = _matmul_tn(d_gates_2d, inputs_t).split([x.shape[2], hidden, hidden][: len(inputs)], 1)
+        d_w_ih, d_w_hh = d_weights[:2]
         if diagonal:
             d_if = (d_gates[:, :, :2] * cs[:-1].unsqueeze(2)).sum((0, 1))
             d_o = (d_gates[:, :, 3] * cs[1:]).sum((0, 1))
             d_w_peep = torch.cat((d_if, d_o.unsqueeze(0)))
         else:
-            d_w_peep = d_gates_2d.t() @ cs[:-1].flatten(0, 1)
-        return d_gates.view(steps, batch, 4 * hidden), d_h, d_c, d_w_hh, d_w_peep, None
+            d_w_peep = d_weights[2]
+        d_x = _linear(d_gates_2d, w_ih.t()).view(x.shape) if ctx.needs_input_grad[0] else None
+        d_bias = d_gates_2d.sum(0) if bias is not None else None
+        return d_x, d_h, d_c, d_w_ih, d_w_hh, d_bias, d_w_peep, None
 
 
 class PeepholeLSTM(nn.Module):
@@ -206,8 +221,8 @@ class PeepholeLSTM(nn.Module):
         if not diagonal:
             i_f, o = w_peep.split(2 * self.hidden_size)
             w_peep = torch.cat((i_f, w_peep.new_zeros(self.hidden_size, self.hidden_size), o))
-        xp = F.linear(x, getattr(self, f"weight_ih_l{k}"), bias)
-        return _PeepholeLayer.apply(xp, h0, c0, getattr(self, f"weight_hh_l{k}"), w_peep, diagonal)
+        w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
+        return _PeepholeLayer.apply(x, h0, c0, w_ih, w_hh, bias, w_peep, diagonal)
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
