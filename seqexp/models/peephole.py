@@ -7,10 +7,10 @@ Two variants (design.md §4):
   ``weight_peephole_l{k}`` is ``(3 * hidden, hidden)``, rows in gate order (i, f, o).
 
 Speed: autograd over a Python time loop records about ten nodes per step and runs several times slower
-than nn.LSTM. Here the input projection of all steps is one ``F.linear`` before the loop (autograd
-handles ``weight_ih``, the biases and the input), and each layer's time loop is a single autograd node,
-``_PeepholeLayer``: its forward keeps the activated gates, its backward walks the steps in reverse by
-hand and forms the recurrent weight gradients afterwards in one matmul over all steps.
+than nn.LSTM. Here each layer is one autograd node, ``_PeepholeLayer``, that does all of the layer's
+matmuls: the input projection of all steps in one before the time loop, the loop itself keeping the
+activated gates, a hand-written backward loop over the steps in reverse, and the weight gradients of all
+steps in one matmul after it.
 """
 
 import math
@@ -33,7 +33,8 @@ _ONEDNN_MIN_MACS = 2**21
 def _onednn_pays(rows: int, weight: torch.Tensor) -> bool:
     """Whether ``(rows, k) @ weight.T`` is faster on oneDNN than through torch's matmul."""
     cpu_float32 = weight.device.type == "cpu" and weight.dtype == torch.float32
-    return _ONEDNN and cpu_float32 and rows * weight.numel() >= _ONEDNN_MIN_MACS
+    big_enough = rows * weight.numel() >= _ONEDNN_MIN_MACS
+    return _ONEDNN and cpu_float32 and big_enough and torch.backends.mkldnn.enabled
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,14 +135,13 @@ class _PeepholeLayer(torch.autograd.Function):
                 d_c = _linear(d_gates_t, w_peep_t, d_c)
             d_h = _linear(d_gates_t, w_hh_t)
 
-        # The weight gradients sum over all steps: one matmul for all of them, with the rows each weight
-        # multiplied side by side, already transposed: [x | h_{t-1} | c_{t-1} (full only)].
+        # The weight gradients sum over all steps: one matmul for all of them, on what each weight
+        # multiplied side by side, transposed: [x | h_{t-1} | c_{t-1} (full only)].
         d_gates_2d = d_gates.view(steps * batch, 4 * hidden)
-        inputs = [x.permute(2, 0, 1), torch.cat((h0.unsqueeze(0), out[:-1])).permute(2, 0, 1)]
-        if not diagonal:
-            inputs.append(cs[:-1].permute(2, 0, 1))
-        inputs_t = torch.cat(inputs).view(-1, steps * batch)
-        d_weights = _matmul_tn(d_gates_2d, inputs_t).split([x.shape[2], hidden, hidden][: len(inputs)], 1)
+        h_prev = torch.cat((h0.unsqueeze(0), out[:-1]))
+        multiplied = (x, h_prev) if diagonal else (x, h_prev, cs[:-1])
+        multiplied_t = torch.cat([m.permute(2, 0, 1) for m in multiplied]).view(-1, steps * batch)
+        d_weights = _matmul_tn(d_gates_2d, multiplied_t).split([m.shape[2] for m in multiplied], 1)
         d_w_ih, d_w_hh = d_weights[:2]
         if diagonal:
             d_if = (d_gates[:, :, :2] * cs[:-1].unsqueeze(2)).sum((0, 1))
