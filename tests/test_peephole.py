@@ -92,21 +92,19 @@ def test_zero_peepholes_equal_nn_lstm(peephole: str, batch: int, hidden: int) ->
     assert_all_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
-def test_parameters_are_named_and_initialised_like_nn_lstm() -> None:
-    lstm = nn.LSTM(5, 16, num_layers=2)
-    for peephole, peep_shape in (("diagonal", (3, 16)), ("full", (48, 16))):
-        cell = PeepholeLSTM(5, 16, num_layers=2, peephole=peephole)
-        shapes = {name: tuple(p.shape) for name, p in cell.named_parameters()}
-        expected = {name: tuple(p.shape) for name, p in lstm.named_parameters()}
-        expected |= {f"weight_peephole_l{k}": peep_shape for k in range(2)}
-        assert shapes == expected
-        shared = [p for name, p in cell.named_parameters() if "peephole" not in name]
-        assert all(p.abs().max() <= 1 / math.sqrt(16) for p in shared)
-        assert all(p.std() > 0.1 for p in shared)
-    cell = PeepholeLSTM(5, 16, peephole_init=0.3)
-    assert 0 < cell.weight_peephole_l0.abs().max() <= 0.3
-    assert PeepholeLSTM(5, 16, bias=False).get_parameter("weight_hh_l0").shape == (64, 16)
-    assert not [name for name, _ in PeepholeLSTM(5, 16, bias=False).named_parameters() if "bias" in name]
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("peephole, peep_shape", [("diagonal", (3, 16)), ("full", (48, 16))])
+def test_parameters_named_and_initialised_like_nn_lstm(peephole: str, peep_shape: tuple, bias: bool) -> None:
+    lstm = nn.LSTM(5, 16, num_layers=2, bias=bias)
+    cell = PeepholeLSTM(5, 16, num_layers=2, bias=bias, peephole=peephole)
+    expected = {name: tuple(p.shape) for name, p in lstm.named_parameters()}
+    expected |= {f"weight_peephole_l{k}": peep_shape for k in range(2)}
+    assert {name: tuple(p.shape) for name, p in cell.named_parameters()} == expected
+    shared = [p for name, p in cell.named_parameters() if "peephole" not in name]
+    assert all(p.std() > 0.1 and p.abs().max() <= 1 / math.sqrt(16) for p in shared)
+    assert not cell.weight_peephole_l0.any()
+    initialised = PeepholeLSTM(5, 16, peephole=peephole, peephole_init=0.3).weight_peephole_l0
+    assert 0 < initialised.abs().max() <= 0.3
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
