@@ -53,7 +53,7 @@ def run_with_grads(forward, module: nn.Module, x: torch.Tensor, h0: torch.Tensor
     x, h0, c0 = (t.detach().clone().requires_grad_() for t in (x, h0, c0))
     out, (h, c) = forward(x, (h0, c0))
     gen = torch.Generator().manual_seed(1)
-    weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device) for t in (out, h, c)]
+    weights = [torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t) for t in (out, h, c)]
     loss = sum((t * w).sum() for t, w in zip((out, h, c), weights, strict=True))
     module.zero_grad()
     loss.backward()
@@ -125,6 +125,18 @@ def test_random_peepholes_match_the_plain_equations(peephole: str, batch_first: 
     expected = run_with_grads(lambda x, state: plain_peephole_lstm(cell, x, *state), cell, x, h0, c0)
     assert ours["grad weight_peephole_l0"].abs().min() > 0
     assert_all_close(ours, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("peephole", VARIANTS)
+def test_random_peepholes_in_float32_at_onednn_size(peephole: str) -> None:
+    """The oneDNN path (CPU float32, large enough) against the float64 path, which is checked above."""
+    torch.manual_seed(0)
+    cell = PeepholeLSTM(5, 128, num_layers=2, peephole=peephole, peephole_init=0.1)
+    x, h0, c0 = random_input(2, 32, 4, 5, 128)
+    ours = run_with_grads(cell, cell, x, h0, c0)
+    cell = cell.double()
+    expected = run_with_grads(cell, cell, x.double(), h0.double(), c0.double())
+    assert_all_close(ours, {key: value.float() for key, value in expected.items()}, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("peephole", VARIANTS)
