@@ -38,12 +38,11 @@ def _onednn_pays(rows: int, weight: torch.Tensor) -> bool:
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ w.T + add``; ``add`` is None, a bias row or a full matrix."""
+    """``x @ w.T + add``; ``add`` is None, a bias row or a full matrix; ``w`` dense or a transposed view."""
     if not _onednn_pays(x.shape[0], w):
         return x @ w.t() if add is None else torch.addmm(add, x, w.t())
     op = torch.ops.mkldnn._linear_pointwise
-    # oneDNN runs a slow reference kernel for strided operands (1000x slower seen): hand it dense ones.
-    x, w = x.contiguous(), w.contiguous()
+    x = x.contiguous()  # oneDNN runs a reference kernel for a strided x: 1000x slower seen
     if add is None or add.dim() == 1:
         return op(x, w, add, "none", [], "")
     return op.binary(x, add, w, None, "add")
@@ -51,8 +50,8 @@ def _linear(x: torch.Tensor, w: torch.Tensor, add: torch.Tensor | None = None) -
 
 def _matmul_tn(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
     """``a.T @ b_t.T`` for tall ``a`` (rows, m), wide ``b_t`` (n, rows): a weight gradient over all steps."""
-    if _onednn_pays(a.shape[1], b_t):
-        return _linear(a.t().contiguous(), b_t)  # the transposed copy costs less than oneDNN saves
+    if _onednn_pays(b_t.shape[0], a.t()):
+        return _linear(b_t, a.t()).t()
     return a.t() @ b_t.t()
 
 
