@@ -1,5 +1,8 @@
 """Helpers the tests share that are not fixtures."""
 
+import math
+import random
+from collections import Counter
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -12,3 +15,37 @@ def read_events(run_dir: Path) -> EventAccumulator:
     accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     accumulator.Reload()
     return accumulator
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit status 2, exactly one `error: ...` line on stderr naming the fragments, no traceback."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    assert len(errors) == 1, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+DETERMINERS = ("the", "a", "every")
+NOUNS = ("cat", "dog", "bird", "horse", "fish")
+VERBS = ("sees", "likes", "chases", "hears")
+ADJECTIVES = ("big", "small", "red", "quiet")
+WORDS = {*DETERMINERS, *NOUNS, *VERBS, *ADJECTIVES}
+
+
+def grammar_corpus(sentences: int, seed: int = 0) -> str:
+    """Sentences of a tiny grammar: words are random, spelling and word order are not, so a model that
+    learns them predicts far better than the characters' unigram frequencies."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(sentences):
+        words = [rng.choice(DETERMINERS), rng.choice(NOUNS), rng.choice(VERBS), rng.choice(DETERMINERS)]
+        words += [rng.choice(ADJECTIVES), rng.choice(NOUNS)]
+        lines.append(" ".join(words) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def unigram_entropy_nats(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log(n / len(text)) for n in counts.values())

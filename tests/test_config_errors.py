@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.helpers import assert_user_error
+
 BAD_VALUES = [
     ("clip=0", "clip=0", "> 0"),
     ("clip=-1", "clip=-1", "> 0"),
@@ -18,19 +20,9 @@ BAD_VALUES = [
 ]
 
 
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr + result.stdout
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(error_lines) == 1, result.stderr[-2000:]
-    for fragment in fragments:
-        assert fragment in error_lines[0], (fragment, error_lines[0])
-
-
 @pytest.mark.parametrize(("override", "named", "allowed"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
 def test_bad_value_is_refused_before_training(tmp_path, override, named, allowed, run_script, tiny_sine):
     result = run_script("train.py", *tiny_sine, override, f"hydra.run.dir={tmp_path}/run")
-    assert result.returncode == 2
     assert_user_error(result, named, allowed)
     assert not (tmp_path / "run" / "tensorboard").exists(), "nothing may be trained or logged"
 
@@ -38,7 +30,6 @@ def test_bad_value_is_refused_before_training(tmp_path, override, named, allowed
 def test_series_too_short_for_one_window_names_the_needed_length(tmp_path, run_script, tiny_sine):
     overrides = [*tiny_sine, "data.n_points=40", "data.batch_size=4", f"hydra.run.dir={tmp_path}/run"]
     result = run_script("train.py", *overrides)
-    assert result.returncode == 2
     assert_user_error(result, "train split has 32 items", "seq_length=10", "batch_size=4", "at least 44")
 
 

@@ -10,11 +10,9 @@ import hashlib
 import http.server
 import math
 import os
-import random
 import subprocess
 import sys
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,34 +20,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, WORDS, assert_user_error, grammar_corpus, unigram_entropy_nats
+
 # One thread per process: the machines running the suite are small and shared, and oversubscribed
 # threads make every process slower.
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 TIMEOUT_S = 240
-
-DETERMINERS = ("the", "a", "every")
-NOUNS = ("cat", "dog", "bird", "horse", "fish")
-VERBS = ("sees", "likes", "chases", "hears")
-ADJECTIVES = ("big", "small", "red", "quiet")
-WORDS = {*DETERMINERS, *NOUNS, *VERBS, *ADJECTIVES}
-
-
-def grammar_corpus(sentences: int, seed: int = 0) -> str:
-    """Sentences of a tiny grammar: words are random, spelling and word order are not, so a model that
-    learns them predicts far better than the characters' unigram frequencies."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(sentences):
-        words = [rng.choice(DETERMINERS), rng.choice(NOUNS), rng.choice(VERBS), rng.choice(DETERMINERS)]
-        words += [rng.choice(ADJECTIVES), rng.choice(NOUNS)]
-        lines.append(" ".join(words) + ".")
-    return "\n".join(lines) + "\n"
-
-
-def unigram_entropy_nats(text: str) -> float:
-    counts = Counter(text)
-    return -sum(n / len(text) * math.log(n / len(text)) for n in counts.values())
 
 
 @dataclass
@@ -77,16 +53,6 @@ def run_together(commands: dict[str, list[str]]) -> dict[str, Result]:
         stdout, stderr = process.communicate(timeout=TIMEOUT_S)
         results[name] = Result(process.returncode, stdout, stderr)
     return results
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    """Exit status 2, exactly one `error: ...` line on stderr naming the fragments, no traceback."""
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0]
 
 
 # -- train, then sample from the checkpoint -------------------------------------------------------------
