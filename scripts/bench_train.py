@@ -18,6 +18,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from seqexp.models.sequence_model import SequenceModel, detach_state
 from seqexp.train import build
@@ -78,8 +79,12 @@ def seqexp_tokens_per_second(cfg) -> tuple[float, int]:
 
 
 def bare_tokens_per_second(cfg, device: torch.device) -> tuple[float, int]:
-    """The notes' loop: carry and detach the state, clip the norm, step; validate after each epoch."""
-    datamodule, module, _ = build(cfg)  # same seed, hence the same initial weights and batches
+    """The notes' loop: carry and detach the state, clip the norm, step; validate after each epoch.
+
+    Always eager (compile=false), so ``-o compile=true`` measures compiling against the plain baseline.
+    """
+    # The same seed, hence the same initial weights and batches as the seqexp run.
+    datamodule, module, _ = build(OmegaConf.merge(cfg, {"compile": False}))
     model: SequenceModel = module.model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     train_batches = [(x.to(device), y.to(device)) for x, y in datamodule.stream("train")]

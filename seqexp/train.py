@@ -9,6 +9,7 @@ checked, so a mistyped value is reported in about a second.
 """
 
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
@@ -47,6 +48,8 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
 
     from seqexp.module import SequenceLightningModule
 
+    # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: noise a user can do nothing about.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
