@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from seqexp.errors import ConfigError
+from seqexp.errors import user_error
 
 T = TypeVar("T")
 
@@ -20,7 +20,8 @@ def _in_multirun() -> bool:
 
 
 def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a Hydra task so that a ConfigError prints ``error: <message>`` and exits with status 2.
+    """Wrap a Hydra task so that a ConfigError (also one wrapped by Hydra's instantiate) prints
+    ``error: <message>`` and exits with status 2.
 
     In a multirun the error is re-raised instead, so Hydra marks that job failed and the sweep goes on.
     """
@@ -29,10 +30,13 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
     def wrapped(*args: Any, **kwargs: Any) -> T:
         try:
             return task(*args, **kwargs)
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            if _in_multirun():
+        except Exception as error:
+            mistake = user_error(error)
+            if mistake is None:
                 raise
+            print(f"error: {mistake}", file=sys.stderr, flush=True)
+            if _in_multirun():
+                raise mistake from None
             sys.exit(USER_ERROR_EXIT)
 
     return wrapped

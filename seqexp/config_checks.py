@@ -5,11 +5,12 @@ names the key, the bad value and what is allowed.
 """
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from seqexp.errors import ConfigError
+from seqexp.errors import ConfigError, first_line
 
 SCHEDULERS = ("none", "cosine", "plateau")
 CLIP_ALGORITHMS = ("norm", "value")
@@ -40,7 +41,7 @@ def check_train_config(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as error:  # any resolution failure is the configuration's, not ours
-        raise ConfigError(f"the configuration does not resolve: {error}".splitlines()[0]) from None
+        raise ConfigError(f"the configuration does not resolve: {first_line(error)}") from None
 
     _require("clip", cfg.clip, lambda v: v is None or (_is_number(v) and v > 0), "a number > 0, or null")
     _one_of("clip_algorithm", cfg.clip_algorithm, CLIP_ALGORITHMS)
@@ -119,3 +120,5 @@ def check_sample_config(cfg: DictConfig) -> None:
         raise ConfigError("ckpt is missing: pass ckpt=PATH, a checkpoint written by scripts/train.py")
     check_sampling_options(as_text(cfg.prime), cfg.length, cfg.top_k, cfg.temperature)
     _require("seed", cfg.seed, _is_int, "an integer")
+    if cfg.out and not Path(cfg.out).expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"out={cfg.out!r} is in a folder that does not exist: create it or choose another")

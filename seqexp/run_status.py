@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 
+from seqexp.errors import first_line, user_error
+
 STATUS_FILE = "status.json"
 STATUSES = ("running", "ok", "diverged", "failed")
 
@@ -84,8 +86,10 @@ def read_status(run_dir: Path) -> RunStatus | None:
 
 def _launched_process() -> bool:
     """False in the extra processes of a multi-process run (Lightning's DDP launcher re-runs the
-    script with LOCAL_RANK set; torchrun sets RANK): the job's status is the launching process's."""
-    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    script with LOCAL_RANK set; torchrun sets RANK; SLURM's tasks get SLURM_PROCID): the job's status
+    is the first process's."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(name, "0") == "0" for name in ranks)
 
 
 def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -97,8 +101,7 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
     try:
         result = task(*args, **kwargs)
     except BaseException as error:  # KeyboardInterrupt and SystemExit end the run just as well
-        message = str(error).splitlines()[0] if str(error) else ""
-        described = f"{type(error).__name__}: {message}" if message else type(error).__name__
+        described = first_line(user_error(error) or error)
         write_status(run_dir, replace(running, status="failed", finished=time.time(), error=described))
         raise
     number = isinstance(result, int | float) and not isinstance(result, bool)

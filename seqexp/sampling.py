@@ -13,8 +13,9 @@ import torch
 from omegaconf import DictConfig
 
 from seqexp.config_checks import as_text, check_sampling_options
+from seqexp.data.files import existing_file
 from seqexp.data.vocab import Vocab
-from seqexp.errors import ConfigError
+from seqexp.errors import ConfigError, first_line
 from seqexp.models.sequence_model import SequenceModel
 
 
@@ -90,19 +91,16 @@ def load_char_model(path: str, device: torch.device) -> tuple[SequenceModel, Voc
     Checkpoints hold plain containers only, so they load with ``weights_only=True``: nothing in the file
     can run code. ``map_location`` brings a model trained on a GPU onto any device.
     """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        what = "is a directory" if file.is_dir() else "does not exist"
-        raise ConfigError(
-            f"ckpt={path!r} {what}: give a checkpoint written by scripts/train.py, e.g. "
-            "outputs/runs/<date>/<time>/checkpoints/last.ckpt"
-        )
+    expected = (
+        "a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/checkpoints/last.ckpt"
+    )
+    file = existing_file(path, "ckpt", expected)
     try:
         checkpoint = torch.load(file, map_location=device, weights_only=True)
         hparams, data = checkpoint["hyper_parameters"], checkpoint["hyper_parameters"]["data"]
     except Exception as error:  # whatever torch.load or the lookups raise, the file is not a checkpoint
         raise ConfigError(
-            f"ckpt={path!r} is not a readable checkpoint of scripts/train.py ({_first_line(error)})"
+            f"ckpt={path!r} is not a readable checkpoint of scripts/train.py ({first_line(error)})"
         ) from None
     if not data.get("tokens"):
         raise ConfigError(
@@ -118,13 +116,8 @@ def load_char_model(path: str, device: torch.device) -> tuple[SequenceModel, Voc
         model.load_state_dict(weights)
         vocab = Vocab(data["vocab"])
     except Exception as error:  # mismatched or missing weights, a broken vocabulary: a corrupt file
-        raise ConfigError(f"ckpt={path!r} is not a consistent checkpoint ({_first_line(error)})") from None
+        raise ConfigError(f"ckpt={path!r} is not a consistent checkpoint ({first_line(error)})") from None
     return model.to(device).eval(), vocab
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def choose_device(name: str) -> torch.device:
@@ -134,6 +127,10 @@ def choose_device(name: str) -> torch.device:
         raise ConfigError(f"device={name!r} is invalid: use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} is not available on this machine: use device=cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device={name!r} does not exist: this machine has cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     return device
 
 

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from seqexp.cli import USER_ERROR_EXIT
-from seqexp.errors import ConfigError
+from seqexp.errors import ConfigError, first_line
 
 _ABSENT = object()
 
@@ -50,7 +50,7 @@ def check_search_space(config: DictConfig) -> None:
         try:
             (override,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
         except Exception as error:  # Hydra's parse errors: the first line says what is wrong
-            raise ConfigError(f"{where}: {str(error).splitlines()[0]}") from None
+            raise ConfigError(f"{where}: {first_line(error)}") from None
         name = override.key_or_group
         if override.is_add() or override.is_force_add():
             continue

@@ -53,9 +53,11 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
+    if not cfg.trainer.enable_progress_bar:  # Lightning refuses a progress-bar callback with the bar off
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    datamodule.check_streams(trainer.world_size)
+    datamodule.check_streams(trainer.world_size, trainer.limit_val_batches)
 
     spec = datamodule.spec
     module = SequenceLightningModule(

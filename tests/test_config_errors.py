@@ -33,6 +33,26 @@ def test_series_too_short_for_one_window_names_the_needed_length(tmp_path, run_s
     assert_user_error(result, "train split has 32 items", "seq_length=10", "batch_size=4", "at least 44")
 
 
+# Values only the datamodule, the cell or the Trainer can judge: refused after the heavy imports, but
+# still before training, as one line.
+LATE_BAD_VALUES = [
+    (["data.n_points=1"], "data.n_points=1 is invalid: it must be an integer >= 2"),
+    (["data.eval_burn_in=-1"], "data.eval_burn_in=-1 is invalid: it must be an integer >= 0"),
+    (["model.nonlinearity=sigmoid"], "Unknown nonlinearity 'sigmoid'"),
+    (["trainer.limit_val_batches=1"], "data.eval_burn_in=1 leaves nothing to score"),
+    (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 turns validation off"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), LATE_BAD_VALUES, ids=[b[0][0] for b in LATE_BAD_VALUES])
+def test_values_judged_by_the_data_cell_or_trainer_are_refused_as_one_line(
+    tmp_path, run_script, tiny_sine, overrides, message
+):
+    result = run_script("train.py", *tiny_sine, *overrides, f"hydra.run.dir={tmp_path}/run")
+    assert_user_error(result, message)
+    assert not (tmp_path / "run" / "tensorboard").exists(), "nothing may be trained or logged"
+
+
 @pytest.mark.parametrize(
     ("override", "hydra_says"),
     [

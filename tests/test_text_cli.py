@@ -162,6 +162,8 @@ def test_bad_sampling_inputs(trained, tmp_path):
         "temperature": ([ckpt, "temperature=0"], ["temperature=0 is invalid: it must be a number > 0"]),
         "length": ([ckpt, "length=-1"], ["length=-1 is invalid: it must be an integer >= 0"]),
         "no-ckpt": ([], ["ckpt is missing: pass ckpt=PATH"]),
+        "out-folder": ([ckpt, "out=/no/such/folder/sample.txt"], ["out='/no/such/folder/sample.txt'"]),
+        "device": ([ckpt, "device=cuda:7"], ["device='cuda:7'"]),
     }
     results = run_together({name: ["scripts/sample.py", *args] for name, (args, _) in cases.items()})
     for name, (_, fragments) in cases.items():

@@ -78,3 +78,20 @@ def test_sine_seed_preset_fits_the_curve_as_well_as_the_notes(run_dir: Path, run
     val_mse = events.Scalars("val/mse")[-1].value
     # The notes' notebook ends near 4e-4 (training MSE after 75 steps); allow a little noise.
     assert val_mse < 5e-4, val_mse
+
+
+@pytest.mark.parametrize(
+    ("overrides", "clip_val", "algorithm"),
+    [([], 5.0, "norm"), (["clip=1", "clip_algorithm=value"], 1.0, "value"), (["clip=null"], None, "norm")],
+)
+def test_clip_reaches_the_trainers_gradient_clipping(overrides, clip_val, algorithm):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from tests.helpers import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "trainer.default_root_dir=."])
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert trainer.gradient_clip_val == clip_val
+    assert trainer.gradient_clip_algorithm == algorithm

@@ -1,4 +1,7 @@
-"""At each validation, the sine fit as the lecture notes draw it: input points, target, prediction."""
+"""At each validation, the sine fit as the lecture notes draw it: input points, target, prediction.
+
+Any float series works (the sine is the one we ship): the time axis uses the datamodule's ``time_step``.
+"""
 
 import pytorch_lightning as pl
 from matplotlib.figure import Figure
@@ -22,8 +25,7 @@ class SineFitPlot(pl.Callback):
         series = datamodule.splits["val"][: self.n_points + 1].squeeze(-1)
         x, target = series[:-1], series[1:]
         prediction, _ = pl_module.predict_sequence(x.view(1, -1, 1))
-        step = datamodule.series_args["step"]
-        t = [step * i for i in range(len(series))]
+        t = [datamodule.time_step * i for i in range(len(series))]
 
         # A bare Figure (no pyplot) needs no display and no global figure registry.
         figure = Figure(figsize=(8, 4))

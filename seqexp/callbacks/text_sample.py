@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from seqexp.callbacks import tensorboard_writer
-from seqexp.config_checks import check_sampling_options
+from seqexp.config_checks import as_text, check_sampling_options
 from seqexp.data.vocab import Vocab
 from seqexp.sampling import sample_text
 
@@ -25,7 +25,7 @@ class TextSample(pl.Callback):
         temperature: float = 1.0,
         seed: int = 0,
     ) -> None:
-        self.prime = prime
+        self.prime = as_text(prime)  # Hydra reads callbacks.text_sample.prime=123 as a number
         self.length = length
         self.top_k = top_k
         self.temperature = temperature

@@ -31,6 +31,8 @@ class StreamDataModule(pl.LightningDataModule):
 
     # What one item of a series is, in messages to the user ("characters" for text).
     item_name = "items"
+    # The spacing of consecutive items of a float series on the time axis of plots.
+    time_step = 1.0
 
     def __init__(self, batch_size: int, seq_length: int, eval_burn_in: int = 0) -> None:
         super().__init__()
@@ -56,14 +58,10 @@ class StreamDataModule(pl.LightningDataModule):
         if not self.splits:
             self.splits = self.load_splits()
 
-    def _world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-
-    def stream(self, split: str) -> WindowStream:
-        """This rank's windows of ``split``."""
+    def _window_stream(
+        self, split: str, world_size: int = 1, rank: int = 0, device: torch.device | None = None
+    ) -> WindowStream:
         self.setup()
-        world_size, rank = self._world()
         return WindowStream(
             self.splits[split],
             self.batch_size,
@@ -72,6 +70,16 @@ class StreamDataModule(pl.LightningDataModule):
             rank,
             name=f"{split} split",
             unit=self.item_name,
+            device=device,
+        )
+
+    def stream(self, split: str) -> WindowStream:
+        """This rank's windows of ``split``, on the trainer's device (CPU without a trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return self._window_stream(split)
+        return self._window_stream(
+            split, trainer.world_size, trainer.global_rank, trainer.strategy.root_device
         )
 
     def _loader(self, split: str) -> DataLoader:
@@ -88,22 +96,25 @@ class StreamDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-    def check_streams(self, world_size: int) -> None:
-        """Raise ConfigError now, before training starts, if a split is too short for one window."""
-        self.setup()
-        for split, series in self.splits.items():
-            stream = WindowStream(
-                series,
-                self.batch_size,
-                self.seq_length,
-                world_size,
-                name=f"{split} split",
-                unit=self.item_name,
+    def check_streams(self, world_size: int, limit_val_batches: int | float = 1.0) -> None:
+        """Raise ConfigError now, before training starts, if a split is too short for one window or
+        validation would score nothing (``limit_val_batches`` as the Trainer takes it)."""
+        if limit_val_batches == 0:
+            raise ConfigError(
+                "trainer.limit_val_batches=0 turns validation off, but the best checkpoint and a sweep's "
+                "objective are chosen by val/loss: keep it > 0 (e.g. 0.25 or a number of windows)"
             )
-            if split != "train" and len(stream) <= self.eval_burn_in:
+        self.setup()
+        for split in self.splits:
+            windows = len(self._window_stream(split, world_size))
+            if split == "val":  # as Lightning reads it: a fraction of the windows, or a number of them
+                fraction = isinstance(limit_val_batches, float)
+                windows = int(windows * limit_val_batches) if fraction else min(windows, limit_val_batches)
+            if split != "train" and windows <= self.eval_burn_in:
                 raise ConfigError(
-                    f"data.eval_burn_in={self.eval_burn_in} leaves nothing to score: the {split} split has "
-                    f"{len(stream)} window(s); use a smaller eval_burn_in or a longer {split} split"
+                    f"data.eval_burn_in={self.eval_burn_in} leaves nothing to score: the {split} split gives "
+                    f"{windows} window(s) per evaluation; use a smaller eval_burn_in, a longer {split} split"
+                    " or a larger trainer.limit_val_batches"
                 )
 
     @property

@@ -22,12 +22,18 @@ DOWNLOAD_TIMEOUT_S = 30
 CHUNK = 1 << 20
 
 
+def existing_file(path: str | Path, key: str, expected: str) -> Path:
+    """``path`` if it is a file, else ConfigError ``<key>='...' does not exist: give <expected>``."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        what = "is a directory" if file.is_dir() else "does not exist"
+        raise ConfigError(f"{key}={str(path)!r} {what}: give {expected}")
+    return file
+
+
 def read_text_file(path: str | Path, key: str = "data.path") -> str:
     """The contents of a UTF-8 text file; ConfigError naming ``key`` if it is missing, empty or not UTF-8."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise ConfigError(f"{key}={str(path)!r} {what}: give the path of a UTF-8 text file")
+    path = existing_file(path, key, "the path of a UTF-8 text file")
     data = path.read_bytes()
     if not data:
         raise ConfigError(f"{key}={str(path)!r} is empty: give a UTF-8 text file with some text in it")

@@ -60,6 +60,7 @@ class SineDataModule(StreamDataModule):
             seed=seed,
         )
         self.val_fraction = val_fraction
+        self.time_step = step
 
     @property
     def spec(self) -> DataSpec:

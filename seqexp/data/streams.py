@@ -40,7 +40,7 @@ class WindowStream(Dataset):
     """Windows of a rank's rows, in order; each item is already a batch ``(x, y)``.
 
     Items are views into the rows, so serving them costs no copy; use with ``batch_size=None`` and
-    no shuffling (see :func:`stream_loader`).
+    no shuffling (StreamDataModule's loaders do).
     """
 
     def __init__(
@@ -52,6 +52,7 @@ class WindowStream(Dataset):
         rank: int = 0,
         name: str = "series",
         unit: str = "items",
+        device: torch.device | None = None,
     ) -> None:
         rows = world_size * batch_size
         if windows_per_row(len(series), rows, seq_length) < 1:
@@ -60,7 +61,9 @@ class WindowStream(Dataset):
                 f"on {rows} rows (batch_size={batch_size} x {world_size} process(es)); it needs at least "
                 f"{min_items(rows, seq_length)} {unit}: use more data or a smaller batch_size/seq_length"
             )
-        self.rows = rank_rows(series, batch_size, world_size, rank)
+        # Only this rank's rows go to its device, once: each window is then a view there, with no
+        # host-to-device copy per step.
+        self.rows = rank_rows(series, batch_size, world_size, rank).to(device)
         self.seq_length = seq_length
         self.n_windows = windows_per_row(len(series), rows, seq_length)
 

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqexp.errors import ConfigError
+from seqexp.errors import ConfigError, first_line
 
 # A recurrent state: a tensor (nn.RNN, nn.GRU), a tuple of tensors (nn.LSTM), or None for zeros.
 State = torch.Tensor | tuple[torch.Tensor, ...] | None
@@ -81,14 +81,24 @@ class SequenceModel(nn.Module):
             core_input = input_size
         # nn.LSTM warns about (and ignores) dropout with a single layer; pass it only where it acts.
         core_dropout = dropout if num_layers > 1 else 0.0
-        self.core = import_cell(cell)(
-            input_size=core_input,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            dropout=core_dropout,
-            batch_first=True,
-            **cell_options,
-        )
+        cell_class = import_cell(cell)
+        try:
+            self.core = cell_class(
+                input_size=core_input,
+                hidden_size=hidden_size,
+                num_layers=num_layers,
+                dropout=core_dropout,
+                batch_first=True,
+                **cell_options,
+            )
+        except (TypeError, ValueError) as error:
+            if isinstance(error, ConfigError):
+                raise
+            # torch's cells refuse bad options with a bare message (e.g. "Unknown nonlinearity 'x'").
+            options = ", ".join(f"model.{key}={value!r}" for key, value in cell_options.items()) or "none"
+            raise ConfigError(
+                f"model.cell={cell} refused its options ({first_line(error)}); options given: {options}"
+            ) from None
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, output_size)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
+from seqexp.errors import first_line
 from seqexp.run_status import STATUS_FILE, RunStatus, read_status
 
 EVENT_FILES = "events.out.tfevents.*"
@@ -167,7 +168,7 @@ def _load_config(path: Path) -> DictConfig:
     try:
         config = OmegaConf.load(path)
     except Exception as error:  # YAML and OmegaConf errors alike
-        raise ValueError(f"{path.parent.name}/{path.name} is unreadable: {_first_line(error)}") from None
+        raise ValueError(f"{path.parent.name}/{path.name} is unreadable: {first_line(error)}") from None
     if not isinstance(config, DictConfig):
         raise ValueError(f"{path.parent.name}/{path.name} is not a mapping")
     return config
@@ -180,14 +181,10 @@ def _read_overrides(folder: Path) -> list[str]:
     try:
         overrides = OmegaConf.load(path)
     except Exception as error:  # YAML and OmegaConf errors alike
-        raise ValueError(f".hydra/overrides.yaml is unreadable: {_first_line(error)}") from None
+        raise ValueError(f".hydra/overrides.yaml is unreadable: {first_line(error)}") from None
     if not isinstance(overrides, ListConfig):
         raise ValueError(".hydra/overrides.yaml is not a list")
     return [str(override) for override in overrides]
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def _natural_key(path: Path, root: Path) -> list[tuple[int, int | str]]:
