@@ -51,6 +51,8 @@ def test_each_cell_trains_through_the_app(run_dir: Path, cell: str, run_script, 
     assert result.returncode == 0, result.stderr[-2000:]
     hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
     assert hparams["model"]["cell"] == f"torch.nn.{cell.upper()}"
+    val_mse = [e.value for e in read_events(run_dir).Scalars("val/mse")]
+    assert len(val_mse) == 2 and val_mse[1] < val_mse[0], val_mse  # it learns
 
 
 def test_multirun_puts_each_job_in_its_own_folder_with_events(tmp_path: Path, run_script, tiny_sine):
