@@ -1,6 +1,5 @@
 """Shared fixtures: the project's scripts run as real subprocesses on tiny sine data."""
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, read_events
+from tests.helpers import REPO, read_events, script_env
 
 RunScript = Callable[..., subprocess.CompletedProcess]
 
@@ -28,15 +27,8 @@ def tiny_sine() -> list[str]:
 @pytest.fixture
 def run_script(tmp_path: Path) -> RunScript:
     """``run_script("train.py", *args)``: the script under this interpreter, run as a user would, in
-    ``tmp_path`` (so anything written outside the folders the test names shows up there).
-
-    The checkout goes on PYTHONPATH (CI installs the package instead, where this is harmless). Models
-    this small gain nothing from several threads, and on shared cores their spinning threads make a
-    run many times slower, so each run gets one unless the caller chose otherwise.
-    """
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONPATH": pythonpath}
-    env.pop("HYDRA_FULL_ERROR", None)  # a user's shell may set it; the tests check the plain output
+    ``tmp_path`` (so anything written outside the folders the test names shows up there)."""
+    env = script_env()
 
     def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(

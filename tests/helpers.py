@@ -1,6 +1,7 @@
 """Helpers the tests share that are not fixtures."""
 
 import math
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -8,6 +9,19 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def script_env() -> dict[str, str]:
+    """The environment the tests run scripts in, as a user would run them from this checkout.
+
+    The checkout goes on PYTHONPATH (CI installs the package instead, where this is harmless). Models
+    this small gain nothing from several threads, and on shared cores their spinning threads make a
+    run many times slower, so each run gets one unless the caller chose otherwise.
+    """
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONPATH": pythonpath}
+    env.pop("HYDRA_FULL_ERROR", None)  # a user's shell may set it; the tests check the plain output
+    return env
 
 
 def read_events(run_dir: Path) -> EventAccumulator:

@@ -9,7 +9,6 @@ import functools
 import hashlib
 import http.server
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -20,11 +19,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import REPO, WORDS, assert_user_error, grammar_corpus, unigram_entropy_nats
+from tests.helpers import REPO, WORDS, assert_user_error, grammar_corpus, script_env, unigram_entropy_nats
 
-# One thread per process: the machines running the suite are small and shared, and oversubscribed
-# threads make every process slower.
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 TIMEOUT_S = 240
 
 
@@ -41,7 +37,7 @@ def run_together(commands: dict[str, list[str]]) -> dict[str, Result]:
         name: subprocess.Popen(
             [sys.executable, *command],
             cwd=REPO,
-            env=ENV,
+            env=script_env(),
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,7 +1,7 @@
 """The base of every dataset: splits become streams of windows (contract 1), sharded by rank.
 
-A dataset is one subclass implementing :meth:`StreamDataModule.load_splits` (and, for text,
-:attr:`vocab`), plus one YAML in conf/data/ whose ``_target_`` names it.
+A dataset is one subclass implementing :meth:`StreamDataModule.load_splits` and
+:attr:`StreamDataModule.spec`, plus one YAML in conf/data/ whose ``_target_`` names it.
 """
 
 from dataclasses import dataclass
