@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seqexp.models.sequence_model import SequenceModel, detach_state
-from seqexp.train import build
+from seqexp.tasks.train import build
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,17 +3,17 @@
 import hydra
 from omegaconf import DictConfig
 
-from seqexp.cli import report_user_errors
-from seqexp.config_checks import check_sample_config
+from seqexp.app.cli import report_user_errors
+from seqexp.app.config_checks import check_sample_config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     check_sample_config(cfg)  # before torch is imported, so a mistyped value is reported at once
-    from seqexp.sampling import sample_from_config
+    from seqexp.tasks.sample import sample
 
-    sample_from_config(cfg)
+    sample(cfg)
 
 
 if __name__ == "__main__":

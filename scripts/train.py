@@ -3,9 +3,9 @@
 import hydra
 from omegaconf import DictConfig
 
-from seqexp.cli import report_user_errors
-from seqexp.run_status import record_status
-from seqexp.train import train
+from seqexp.app.cli import report_user_errors
+from seqexp.app.run_status import record_status
+from seqexp.tasks.train import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

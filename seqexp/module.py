@@ -14,8 +14,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from seqexp.data.datamodule import DataSpec
-from seqexp.models.sequence_model import SequenceModel, State, detach_state
+from seqexp.data.spec import DataSpec
+from seqexp.models.sequence_model import State, build_model, detach_state
 
 STAGES = ("train", "val", "test")
 
@@ -26,13 +26,8 @@ class SequenceLightningModule(pl.LightningModule):
         weight_decay, scheduler. Plain containers only, so checkpoints load with weights_only=True."""
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.spec = DataSpec(**{**data, "vocab": tuple(data.get("vocab", ()))})
-        self.model = SequenceModel(
-            **model,
-            input_size=self.spec.input_size,
-            output_size=self.spec.output_size,
-            tokens=self.spec.tokens,
-        )
+        self.spec = DataSpec.from_dict(data)
+        self.model = build_model(model, self.spec)
         self.states: dict[str, State] = dict.fromkeys(STAGES)
         self._eval_losses: list[torch.Tensor] = []
 

@@ -6,16 +6,9 @@ decoded once at the end. A round trip through numpy per character (as in the lec
 synchronise with the device at every step. Same seed, same text.
 """
 
-import sys
-from pathlib import Path
-
 import torch
-from omegaconf import DictConfig
 
-from seqexp.config_checks import as_text, check_sampling_options
-from seqexp.data.files import existing_file
 from seqexp.data.vocab import Vocab
-from seqexp.errors import ConfigError, first_line
 from seqexp.models.sequence_model import SequenceModel
 
 
@@ -73,7 +66,7 @@ def sample_text(
     seed: int = 0,
 ) -> str:
     """``prime`` followed by ``length`` sampled characters; the options are checked by the caller
-    (:func:`seqexp.config_checks.check_sampling_options`). The model's train/eval mode is restored."""
+    (:func:`seqexp.app.config_checks.check_sampling_options`). The model's train/eval mode is restored."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     was_training = model.training
@@ -83,64 +76,3 @@ def sample_text(
     finally:
         model.train(was_training)
     return prime + vocab.decode(ids)
-
-
-def load_char_model(path: str, device: torch.device) -> tuple[SequenceModel, Vocab]:
-    """The model and vocabulary of a checkpoint written by scripts/train.py, on ``device``.
-
-    Checkpoints hold plain containers only, so they load with ``weights_only=True``: nothing in the file
-    can run code. ``map_location`` brings a model trained on a GPU onto any device.
-    """
-    expected = (
-        "a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/checkpoints/last.ckpt"
-    )
-    file = existing_file(path, "ckpt", expected)
-    try:
-        checkpoint = torch.load(file, map_location=device, weights_only=True)
-        hparams, data = checkpoint["hyper_parameters"], checkpoint["hyper_parameters"]["data"]
-    except Exception as error:  # whatever torch.load or the lookups raise, the file is not a checkpoint
-        raise ConfigError(
-            f"ckpt={path!r} is not a readable checkpoint of scripts/train.py ({first_line(error)})"
-        ) from None
-    if not data.get("tokens"):
-        raise ConfigError(
-            f"ckpt={path!r} holds a model of float data (e.g. sine): sampling needs a text model"
-        )
-    try:
-        # The same construction as SequenceLightningModule, without importing Lightning (seconds).
-        model = SequenceModel(
-            **hparams["model"], input_size=data["input_size"], output_size=data["output_size"], tokens=True
-        )
-        # The LightningModule holds the SequenceModel as ``model``, hence the prefix of its weights.
-        weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-        model.load_state_dict(weights)
-        vocab = Vocab(data["vocab"])
-    except Exception as error:  # mismatched or missing weights, a broken vocabulary: a corrupt file
-        raise ConfigError(f"ckpt={path!r} is not a consistent checkpoint ({first_line(error)})") from None
-    return model.to(device).eval(), vocab
-
-
-def choose_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r} is invalid: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} is not available on this machine: use device=cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device={name!r} does not exist: this machine has cuda:0 to cuda:{torch.cuda.device_count() - 1}"
-        )
-    return device
-
-
-def sample_from_config(cfg: DictConfig) -> str:
-    """The sample task (conf/sample.yaml): load ``cfg.ckpt``, sample, print and optionally save."""
-    model, vocab = load_char_model(cfg.ckpt, choose_device(cfg.device))
-    prime = as_text(cfg.prime)
-    check_sampling_options(prime, cfg.length, cfg.top_k, cfg.temperature, vocab.chars)
-    text = sample_text(model, vocab, prime, cfg.length, cfg.top_k, cfg.temperature, cfg.seed)
-    if cfg.out:
-        Path(cfg.out).expanduser().write_text(text, encoding="utf-8")
-    sys.stdout.write(text + "\n")
-    return text

@@ -14,7 +14,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from seqexp.report import main
+from scripts.report import main
 from seqexp.report.plots import AGAINST_PARAMETERS, AGAINST_THROUGHPUT, CURVES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

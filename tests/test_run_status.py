@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from seqexp.app.run_status import STATUS_FILE, RunStatus, read_status, run_recorded
 from seqexp.errors import ConfigError
-from seqexp.run_status import STATUS_FILE, RunStatus, read_status, run_recorded
 
 
 def test_a_finished_task_records_running_then_ok_with_its_objective(tmp_path):

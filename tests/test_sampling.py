@@ -6,14 +6,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from seqexp.app.config_checks import check_sampling_options
+from seqexp.app.devices import choose_device
 from seqexp.callbacks import text_sample
 from seqexp.callbacks.text_sample import TextSample
-from seqexp.config_checks import check_sampling_options
-from seqexp.data.datamodule import DataSpec
+from seqexp.data.spec import DataSpec
 from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 from seqexp.models.sequence_model import SequenceModel
-from seqexp.sampling import choose_device, load_char_model, next_token, sample_text
+from seqexp.sampling import next_token, sample_text
+from seqexp.tasks.sample import load_text_model
 
 VOCAB = Vocab("\n !,.?abcdefghijklmnopqrstuvwxyz")
 
@@ -89,15 +91,15 @@ def test_bad_sampling_options_are_named(options, message):
 
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"ckpt='.*nope.ckpt' does not exist: give a checkpoint"):
-        load_char_model(str(tmp_path / "nope.ckpt"), torch.device("cpu"))
+        load_text_model(str(tmp_path / "nope.ckpt"), torch.device("cpu"))
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip archive" * 10)
     with pytest.raises(ConfigError, match=r"is not a readable checkpoint of scripts/train.py"):
-        load_char_model(str(corrupt), torch.device("cpu"))
+        load_text_model(str(corrupt), torch.device("cpu"))
     sine = tmp_path / "sine.ckpt"
-    torch.save({"hyper_parameters": {"data": {"tokens": False}}, "state_dict": {}}, sine)
+    torch.save({"hyper_parameters": {"model": {}, "data": {"tokens": False}}, "state_dict": {}}, sine)
     with pytest.raises(ConfigError, match=r"holds a model of float data"):
-        load_char_model(str(sine), torch.device("cpu"))
+        load_text_model(str(sine), torch.device("cpu"))
 
 
 class Recorder:

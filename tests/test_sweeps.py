@@ -6,7 +6,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from seqexp.run_status import read_status
+from seqexp.app.run_status import read_status
 
 
 def job_dirs(sweep):

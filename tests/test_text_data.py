@@ -7,7 +7,7 @@ import torch
 from seqexp.data.text import TextDataModule, contiguous_splits
 from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
-from seqexp.train import size_advice
+from seqexp.tasks.train import size_advice
 
 
 def test_vocab_is_sorted_and_independent_of_text_order():

@@ -1,13 +1,1 @@
-"""Callbacks that show what a model does: sine-fit figures and text samples in TensorBoard."""
-
-import pytorch_lightning as pl
-from pytorch_lightning.loggers import TensorBoardLogger
-from torch.utils.tensorboard import SummaryWriter
-
-
-def tensorboard_writer(trainer: pl.Trainer) -> SummaryWriter | None:
-    """The SummaryWriter of the run's TensorBoard logger, or None when there is none."""
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            return logger.experiment
-    return None
+"""Callbacks that show what a model does: sine-fit figures, text samples and throughput in TensorBoard."""

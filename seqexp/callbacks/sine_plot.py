@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 from matplotlib.figure import Figure
 from pytorch_lightning.utilities import rank_zero_only
 
-from seqexp.callbacks import tensorboard_writer
+from seqexp.callbacks.tensorboard import tensorboard_writer
 
 
 class SineFitPlot(pl.Callback):

@@ -3,8 +3,8 @@
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from seqexp.callbacks import tensorboard_writer
-from seqexp.config_checks import as_text, check_sampling_options
+from seqexp.app.config_checks import as_text, check_sampling_options
+from seqexp.callbacks.tensorboard import tensorboard_writer
 from seqexp.data.vocab import Vocab
 from seqexp.sampling import sample_text
 

@@ -4,26 +4,13 @@ A dataset is one subclass implementing :meth:`StreamDataModule.load_splits` and
 :attr:`StreamDataModule.spec`, plus one YAML in conf/data/ whose ``_target_`` names it.
 """
 
-from dataclasses import dataclass
-
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from seqexp.data.spec import DataSpec
 from seqexp.data.streams import WindowStream
 from seqexp.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What the model must know about the data: sizes come from here, never from YAML."""
-
-    input_size: int  # features per float item, or vocabulary size for tokens
-    output_size: int
-    tokens: bool  # token ids (cross-entropy) rather than floats (MSE)
-    vocab: tuple[str, ...] = ()
-    # Leading windows of each evaluation run that only warm up the state (from zeros) and are not scored.
-    eval_burn_in: int = 0
 
 
 class StreamDataModule(pl.LightningDataModule):

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from seqexp.data.datamodule import DataSpec, StreamDataModule
+from seqexp.data.datamodule import StreamDataModule
+from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError
 
 

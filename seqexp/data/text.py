@@ -8,8 +8,9 @@ override :meth:`TextDataModule.read_text`.
 
 import torch
 
-from seqexp.data.datamodule import DataSpec, StreamDataModule
+from seqexp.data.datamodule import StreamDataModule
 from seqexp.data.files import read_text_file
+from seqexp.data.spec import DataSpec
 from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 

@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError, first_line
 
 # A recurrent state: a tensor (nn.RNN, nn.GRU), a tuple of tensors (nn.LSTM), or None for zeros.
@@ -105,3 +106,11 @@ class SequenceModel(nn.Module):
     def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         features, state = self.core(self.encoder(x), state)
         return self.head(self.dropout(features)), state
+
+
+def build_model(options: dict[str, Any], spec: DataSpec) -> SequenceModel:
+    """The model of ``options`` (conf/model/*.yaml as a dict) for data described by ``spec``: the one
+    place a model is built, for training and from checkpoints alike."""
+    return SequenceModel(
+        **options, input_size=spec.input_size, output_size=spec.output_size, tokens=spec.tokens
+    )

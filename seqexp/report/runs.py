@@ -14,8 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
+from seqexp.app.run_status import STATUS_FILE, RunStatus, read_status
 from seqexp.errors import first_line
-from seqexp.run_status import STATUS_FILE, RunStatus, read_status
 
 EVENT_FILES = "events.out.tfevents.*"
 

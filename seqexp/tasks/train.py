@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from seqexp.config_checks import check_train_config
+from seqexp.app.config_checks import check_train_config
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -62,7 +62,7 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     spec = datamodule.spec
     module = SequenceLightningModule(
         model=OmegaConf.to_container(cfg.model, resolve=True),
-        data={**spec.__dict__, "vocab": list(spec.vocab)},
+        data=spec.as_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
     if cfg.compile:
@@ -76,7 +76,7 @@ def train(cfg: DictConfig) -> float:
 
     from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
-    from seqexp.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
+    from seqexp.app.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
 
     datamodule, module, trainer = build(cfg)
     if HydraConfig.initialized():

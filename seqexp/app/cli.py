@@ -3,7 +3,7 @@
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -13,6 +13,16 @@ from seqexp.errors import user_error
 T = TypeVar("T")
 
 USER_ERROR_EXIT = 2
+
+
+def print_user_error(error: BaseException) -> None:
+    """The one way a user mistake reaches the console: ``error: <message>`` on one line of stderr."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+
+
+def exit_with_user_error(error: BaseException) -> NoReturn:
+    print_user_error(error)
+    sys.exit(USER_ERROR_EXIT)
 
 
 def _in_multirun() -> bool:
@@ -34,9 +44,9 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
             mistake = user_error(error)
             if mistake is None:
                 raise
-            print(f"error: {mistake}", file=sys.stderr, flush=True)
             if _in_multirun():
+                print_user_error(mistake)
                 raise mistake from None
-            sys.exit(USER_ERROR_EXIT)
+            exit_with_user_error(mistake)
 
     return wrapped

@@ -8,7 +8,6 @@ first, and ends the multirun with one ``error: ...`` line.
 """
 
 import difflib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from seqexp.cli import USER_ERROR_EXIT
+from seqexp.app.cli import exit_with_user_error
 from seqexp.errors import ConfigError, first_line
 
 _ABSENT = object()
@@ -29,8 +28,7 @@ class SweepSetup(Callback):
             check_search_space(config)
         except ConfigError as error:
             # Hydra turns a callback's exceptions into warnings and carries on; only an exit stops it.
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            sys.exit(USER_ERROR_EXIT)
+            exit_with_user_error(error)
         # An Optuna study kept in SQLite under the sweep folder is opened before the launcher would
         # create that folder.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,68 @@
+"""Checkpoints written by scripts/train.py: finding one, reading it safely, rebuilding its model.
+
+The one home for checkpoint loading: sampling, evaluation and resuming all come through here, so a
+change to how a model is built (:func:`seqexp.models.sequence_model.build_model`) is made once.
+
+Checkpoints hold plain containers only, so they load with ``weights_only=True``: nothing in the file
+can run code. ``map_location`` brings a model trained on a GPU onto any device.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqexp.data.files import existing_file
+from seqexp.data.spec import DataSpec
+from seqexp.errors import ConfigError, first_line
+from seqexp.models.sequence_model import SequenceModel, build_model
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+EXPECTED = "a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/checkpoints/last.ckpt"
+
+
+def checkpoint_file(path: str | Path, key: str = "ckpt") -> Path:
+    """The checkpoint file ``path`` names: the file itself, or ``checkpoints/last.ckpt`` of a run folder."""
+    candidate = Path(path).expanduser()
+    if candidate.is_dir():
+        last = candidate / CHECKPOINT_DIR / LAST
+        if not last.is_file():
+            raise ConfigError(
+                f"{key}={str(path)!r} is a folder with no {CHECKPOINT_DIR}/{LAST}: give {EXPECTED}"
+            )
+        return last
+    return existing_file(str(path), key, EXPECTED)
+
+
+def read_checkpoint(
+    path: str | Path, key: str = "ckpt", device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """The contents of the checkpoint at ``path`` (a file or a run folder), tensors on ``device``."""
+    file = checkpoint_file(path, key)
+    try:
+        checkpoint = torch.load(file, map_location=device, weights_only=True)
+        checkpoint["hyper_parameters"]["model"], checkpoint["hyper_parameters"]["data"]  # noqa: B018
+    except Exception as error:  # whatever torch.load or the lookups raise, the file is not a checkpoint
+        raise ConfigError(
+            f"{key}={str(path)!r} is not a readable checkpoint of scripts/train.py ({first_line(error)})"
+        ) from None
+    return checkpoint
+
+
+def model_from_checkpoint(
+    checkpoint: dict[str, Any], key: str = "ckpt", path: str | Path = ""
+) -> tuple[SequenceModel, DataSpec]:
+    """The checkpoint's model, with its weights, in eval mode, and the DataSpec it was trained on."""
+    hparams = checkpoint["hyper_parameters"]
+    try:
+        spec = DataSpec.from_dict(hparams["data"])
+        model = build_model(hparams["model"], spec)
+        # The LightningModule holds the SequenceModel as ``model``, hence the prefix of its weights.
+        model.load_state_dict({k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()})
+    except Exception as error:  # mismatched or missing weights, a broken vocabulary: a corrupt file
+        raise ConfigError(
+            f"{key}={str(path)!r} is not a consistent checkpoint ({first_line(error)})"
+        ) from None
+    device = next(iter(checkpoint["state_dict"].values())).device
+    return model.to(device).eval(), spec

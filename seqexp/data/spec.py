@@ -1,0 +1,25 @@
+"""What a model must know about its data, with no Lightning import: checkpoints carry it as a dict."""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the model must know about the data: sizes come from here, never from YAML."""
+
+    input_size: int  # features per float item, or vocabulary size for tokens
+    output_size: int
+    tokens: bool  # token ids (cross-entropy) rather than floats (MSE)
+    vocab: tuple[str, ...] = ()
+    # Leading windows of each evaluation run that only warm up the state (from zeros) and are not scored.
+    eval_burn_in: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain containers only (the vocabulary as a list), so a checkpoint holding it loads with
+        ``weights_only=True``."""
+        return {**asdict(self), "vocab": list(self.vocab)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DataSpec":
+        return cls(**{**values, "vocab": tuple(values.get("vocab", ()))})
