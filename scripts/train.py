@@ -1,19 +1,32 @@
-"""Train a sequence model: `python scripts/train.py model=gru data=shakespeare` (see README.md)."""
+"""Train a sequence model: `python scripts/train.py model=gru data=shakespeare` (see README.md).
+
+`resume=<run folder | checkpoint>` continues a run: the command line is turned into that run's saved
+config before Hydra reads it (seqexp/app/resume.py).
+"""
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from seqexp.app.cli import report_user_errors
-from seqexp.app.run_status import record_status
-from seqexp.tasks.train import train
+from seqexp.app.cli import exit_with_user_error, report_user_errors
+from seqexp.app.resume import NothingToResume, resume_arguments
+from seqexp.errors import ConfigError
+from seqexp.tasks.train import run_job
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @report_user_errors
-@record_status
 def main(cfg: DictConfig) -> float:
-    return train(cfg)
+    return run_job(cfg)
 
 
 if __name__ == "__main__":
+    try:
+        sys.argv = resume_arguments(sys.argv)
+    except ConfigError as error:
+        exit_with_user_error(error)
+    except NothingToResume as finished:
+        print(finished)
+        sys.exit(0)
     main()

@@ -1,24 +1,27 @@
-"""Checkpoints written by scripts/train.py: finding one, reading it safely, rebuilding its model.
+"""Checkpoints written by scripts/train.py: writing them safely, finding one, reading it, rebuilding its
+model.
 
-The one home for checkpoint loading: sampling, evaluation and resuming all come through here, so a
-change to how a model is built (:func:`seqexp.models.sequence_model.build_model`) is made once.
+The one home for checkpoint files: sampling, evaluation and resuming all load through here, so a change
+to how a model is built (:func:`seqexp.models.sequence_model.build_model`) is made once; training writes
+through :class:`AtomicCheckpointIO`.
 
 Checkpoints hold plain containers only, so they load with ``weights_only=True``: nothing in the file
 can run code. ``map_location`` brings a model trained on a GPU onto any device.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from seqexp.data.files import existing_file
 from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError, first_line
 from seqexp.models.sequence_model import SequenceModel, build_model
+from seqexp.run_layout import CHECKPOINT_DIR, LAST
 
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.ckpt"
 EXPECTED = "a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/checkpoints/last.ckpt"
 
 
@@ -66,3 +69,31 @@ def model_from_checkpoint(
         ) from None
     device = next(iter(checkpoint["state_dict"].values())).device
     return model.to(device).eval(), spec
+
+
+class NonFiniteWeights(RuntimeError):
+    """A checkpoint was about to be written with NaN or infinite weights: the run diverged."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made safe to kill: the file is written beside its destination and
+    renamed over it, so a kill at any moment leaves either the previous checkpoint or the new one, never
+    half a file. Non-finite weights are refused rather than written over a good checkpoint."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        bad = [name for name, value in checkpoint["state_dict"].items() if not torch.isfinite(value).all()]
+        if bad:
+            raise NonFiniteWeights(f"not writing {path}: weights {', '.join(bad[:3])} are not finite")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            with partial.open("wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())  # on disk before the rename makes it the checkpoint
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)

@@ -5,10 +5,16 @@ the same stage left, detached (gradients stop at the window boundary, the state 
 each evaluation run starts from zeros. Validation has its own state, so running it mid-epoch leaves
 training's untouched. Optimization stays automatic, so the Trainer's gradient_clip_val and
 gradient_clip_algorithm do the clipping.
+
+A training loss that is not finite, or that exceeds ``divergence_factor`` times the run's first loss
+(char-rnn's rule, 3x), skips its optimizer step and stops the run: the weights stay those of the last
+good step, so no checkpoint ever holds NaN weights. Checkpoints carry what an exact mid-epoch resume
+needs beyond Lightning's own state: every rank's training hidden state, the random generators and the
+first loss (docs/design.md §6).
 """
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -18,14 +24,37 @@ from seqexp.data.spec import DataSpec
 from seqexp.models.sequence_model import State, build_model, detach_state
 
 STAGES = ("train", "val", "test")
+RESUME_KEY = "seqexp"  # where checkpoints keep the state that Lightning does not
+
+
+class Resumed(NamedTuple):
+    """What a checkpoint restores that only takes effect once training starts."""
+
+    next_window: int  # the training window the interrupted epoch would have served next
+    train_state: State  # this rank's hidden state after the last trained window
+    rng: torch.Tensor | None  # this rank's CPU generator
+    cuda_rng: torch.Tensor | None
 
 
 class SequenceLightningModule(pl.LightningModule):
-    def __init__(self, model: dict[str, Any], data: dict[str, Any], optim: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: dict[str, Any],
+        data: dict[str, Any],
+        optim: dict[str, Any],
+        divergence_factor: float | None = 3.0,
+    ) -> None:
         """``model``: conf/model/*.yaml as a dict; ``data``: a DataSpec as a dict; ``optim``: lr,
-        weight_decay, scheduler. Plain containers only, so checkpoints load with weights_only=True."""
+        weight_decay, scheduler. Plain containers only, so checkpoints load with weights_only=True.
+        ``divergence_factor``: stop when the training loss exceeds this times the first one (None: only
+        a non-finite loss stops the run)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
+        self.divergence_factor = divergence_factor
+        self.first_loss: float | None = None
+        self.divergence: str | None = None  # why training stopped as diverged
+        self.validated_at_step: int | None = None  # the global step of the last validation that scored
+        self._resumed: Resumed | None = None
         self.spec = DataSpec.from_dict(data)
         self.model = build_model(model, self.spec)
         self.states: dict[str, State] = dict.fromkeys(STAGES)
@@ -42,12 +71,41 @@ class SequenceLightningModule(pl.LightningModule):
         output, self.states[stage] = self.model(x, detach_state(self.states[stage]))
         return self.loss(output, y)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self._step("train", batch)
+        if self._diverged(loss):
+            self.trainer.should_stop = True
+            return None  # Lightning then skips backward and the optimizer step: the weights stay good
         if self._is_logging_step():
             # Synced so that under DDP it is the loss of the whole batch across ranks, as one process sees.
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, sync_dist=True)
         return loss
+
+    def _diverged(self, loss: torch.Tensor) -> bool:
+        """Whether ``loss`` ends the run (on every rank at once); records why in ``self.divergence``.
+
+        Reading the loss waits for the step's kernels (one host sync per step on a GPU): the price of
+        never taking an optimizer step on a NaN.
+        """
+        value = float(loss.detach())
+        if self.first_loss is None and math.isfinite(value):
+            self.first_loss = value
+        reason = None
+        if not math.isfinite(value):
+            reason = f"the training loss is {value} at step {self.global_step}"
+        elif self.divergence_factor is not None and value > self.divergence_factor * self.first_loss:
+            reason = (
+                f"the training loss {value:.4g} at step {self.global_step} exceeds divergence_factor="
+                f"{self.divergence_factor:g} x the first loss {self.first_loss:.4g}"
+            )
+        # Under DDP each rank sees its own loss; all of them must skip the step together.
+        if self.trainer.world_size > 1:
+            if not self.trainer.strategy.reduce_boolean_decision(reason is not None, all=False):
+                return False
+            reason = reason or f"another rank's training loss diverged at step {self.global_step}"
+        if reason is not None:
+            self.divergence = reason
+        return reason is not None
 
     def _is_logging_step(self) -> bool:
         # Lightning writes step metrics every log_every_n_steps steps; a self.log call costs about as much
@@ -67,7 +125,9 @@ class SequenceLightningModule(pl.LightningModule):
 
     # -- state resets ----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        self.states["train"] = None
+        resumed, self._resumed = self._resumed, None
+        mid_epoch = resumed is not None and resumed.next_window % self.trainer.num_training_batches != 0
+        self.states["train"] = resumed.train_state if mid_epoch else None
 
     def on_validation_epoch_start(self) -> None:
         self.states["val"] = None
@@ -101,6 +161,64 @@ class SequenceLightningModule(pl.LightningModule):
         # Already equal on every rank; sync_dist only tells Lightning so (one more tiny all-reduce).
         self.log_dict(metrics, prog_bar=stage == "val", sync_dist=True)
         self._eval_losses = []
+        if stage == "val":
+            self.validated_at_step = self.global_step
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called on every rank (the gathers are collective); rank 0 writes the file.
+        ready = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        cuda = self.device.type == "cuda"
+        checkpoint[RESUME_KEY] = {
+            "world_size": self.trainer.world_size,
+            "next_window": ready,
+            "train_state": self._gather(self.states["train"]),
+            "rng": self._gather(torch.get_rng_state()),
+            "cuda_rng": self._gather(torch.cuda.get_rng_state(self.device)) if cuda else None,
+            "first_loss": self.first_loss,
+            "validated_at_step": self.validated_at_step,
+        }
+
+    def _gather(self, state: State) -> State:
+        """Every rank's ``state`` stacked on a new first dimension (on the CPU)."""
+        if state is None:
+            return None
+        if isinstance(state, tuple):
+            return tuple(self._gather(part) for part in state)
+        state = state.detach()
+        if self.trainer.world_size == 1:
+            return state.unsqueeze(0).cpu()
+        return self.all_gather(state.to(self.device)).cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(RESUME_KEY)
+        if saved is None:  # a checkpoint from before resumable ones: weights and optimizer only
+            return
+        rank = self.trainer.global_rank
+
+        def mine(state: State) -> State:
+            if state is None:
+                return None
+            if isinstance(state, tuple | list):
+                return tuple(mine(part) for part in state)
+            return state[rank]
+
+        self.first_loss = saved["first_loss"]
+        self.validated_at_step = saved["validated_at_step"]
+        self._resumed = Resumed(
+            saved["next_window"], mine(saved["train_state"]), mine(saved["rng"]), mine(saved["cuda_rng"])
+        )
+
+    def on_train_start(self) -> None:
+        # The generators are restored here, after everything that set up the run has drawn from them.
+        if self._resumed is None:
+            return
+        if self._resumed.rng is not None:
+            torch.set_rng_state(self._resumed.rng.cpu())
+        if self._resumed.cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(self._resumed.cuda_rng.cpu(), self.device)
+        if self._resumed.train_state is not None:
+            self._resumed = self._resumed._replace(train_state=_to(self._resumed.train_state, self.device))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning calls this before it clips, so this is the norm the clipping threshold is compared to.
@@ -136,3 +254,9 @@ class SequenceLightningModule(pl.LightningModule):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+
+def _to(state: State, device: torch.device) -> State:
+    if isinstance(state, tuple):
+        return tuple(part.to(device) for part in state)
+    return state.to(device)

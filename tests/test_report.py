@@ -124,7 +124,7 @@ def test_text_runs_get_bpc_at_the_best_loss_and_every_state_is_listed(tmp_path, 
         ("a", "ok"),
         ("c", "failed"),
         ("d", "running"),
-        ("e", "failed"),  # "running", but its process is gone
+        ("e", "killed"),  # "running", but its process is gone
         ("f", "no events"),
     ]
     b, a = rows[0], rows[1]

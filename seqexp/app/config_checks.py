@@ -48,6 +48,24 @@ def check_train_config(cfg: DictConfig) -> None:
     _require("seq_length", cfg.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
     _require("seed", cfg.seed, _is_int, "an integer")
     _require("compile", cfg.compile, lambda v: isinstance(v, bool), "true or false")
+    _require(
+        "save_every_steps",
+        cfg.save_every_steps,
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "an integer >= 1, or null",
+    )
+    _require(
+        "save_every_minutes",
+        cfg.save_every_minutes,
+        lambda v: v is None or (_is_number(v) and v > 0),
+        "a number > 0, or null",
+    )
+    _require(
+        "divergence_factor",
+        cfg.divergence_factor,
+        lambda v: v is None or (_is_number(v) and v > 1),
+        "a number > 1, or null",
+    )
 
     data = cfg.data
     _require("data.batch_size", data.batch_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")

@@ -2,9 +2,11 @@
 
 Hydra leaves a job's folder in place when the job fails, but nothing in it says whether the job
 finished, failed or is still going. The task records that here: ``running`` when it starts, then
-``ok``, ``diverged`` (its objective is not a finite number) or ``failed`` (with the error) when it
-ends. A job killed outright (SIGKILL, out of memory) cannot write its end; the host and process id
-let a reader on the same machine tell it from one that is still running.
+``ok``, ``diverged`` (its training loss stopped being finite or exploded: its objective is inf),
+``interrupted`` (a signal stopped it after saving ``checkpoints/last.ckpt``; ``resume=`` continues it)
+or ``failed`` (with the error) when it ends. A job killed outright (SIGKILL, out of memory) cannot write
+its end; the host and process id let a reader on the same machine tell it from one that is still running.
+
 
 Example::
 
@@ -12,7 +14,6 @@ Example::
      "finished": 1795858444.1, "objective": null, "error": "ConfigError: clip=-1 is invalid: ..."}
 """
 
-import functools
 import json
 import math
 import os
@@ -23,12 +24,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra.core.hydra_config import HydraConfig
-
 from seqexp.errors import first_line, user_error
 
 STATUS_FILE = "status.json"
-STATUSES = ("running", "ok", "diverged", "failed")
+STATUSES = ("running", "ok", "diverged", "interrupted", "failed")
 
 T = TypeVar("T")
 
@@ -42,6 +41,9 @@ class RunStatus:
     finished: float | None = None
     objective: float | None = None  # what the task returned, when a finite number
     error: str | None = None  # "<exception type>: <first line of its message>" of a failed run
+    signal: int | None = None  # the signal that interrupted the run
+    # SLURM's job (and array task) id: a job that SLURM requeues finds its own folder by it.
+    slurm_job: str | None = None
 
     def process_gone(self) -> bool:
         """True when the recorded process is known to have ended: same host, no such process.
@@ -84,7 +86,7 @@ def read_status(run_dir: Path) -> RunStatus | None:
     return status
 
 
-def _launched_process() -> bool:
+def launched_process() -> bool:
     """False in the extra processes of a multi-process run (Lightning's DDP launcher re-runs the
     script with LOCAL_RANK set; torchrun sets RANK; SLURM's tasks get SLURM_PROCID): the job's status
     is the first process's."""
@@ -92,14 +94,35 @@ def _launched_process() -> bool:
     return all(os.environ.get(name, "0") == "0" for name in ranks)
 
 
+class RunInterrupted(Exception):
+    """A signal stopped the run after its state was saved; the process should exit ``128 + signal``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+def slurm_job_id() -> str | None:
+    """This SLURM job's id (``<job>_<array task>`` in an array), the same after SLURM requeues it."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{job}_{task}" if job and task else job
+
+
 def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``task(*args, **kwargs)``, recording its start and end in ``run_dir/status.json``."""
-    if not _launched_process():
+    if not launched_process():
         return task(*args, **kwargs)
-    running = RunStatus("running", started=time.time(), host=socket.gethostname(), pid=os.getpid())
+    running = RunStatus(
+        "running", started=time.time(), host=socket.gethostname(), pid=os.getpid(), slurm_job=slurm_job_id()
+    )
     write_status(run_dir, running)
     try:
         result = task(*args, **kwargs)
+    except RunInterrupted as interrupted:
+        ended = replace(running, status="interrupted", finished=time.time(), signal=interrupted.signum)
+        write_status(run_dir, ended)
+        raise
     except BaseException as error:  # KeyboardInterrupt and SystemExit end the run just as well
         described = first_line(user_error(error) or error)
         write_status(run_dir, replace(running, status="failed", finished=time.time(), error=described))
@@ -116,13 +139,3 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
         ),
     )
     return result
-
-
-def record_status(task: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a Hydra task so that its run folder gets a ``status.json`` (see :func:`run_recorded`)."""
-
-    @functools.wraps(task)
-    def wrapped(*args: Any, **kwargs: Any) -> T:
-        return run_recorded(Path(HydraConfig.get().runtime.output_dir), task, *args, **kwargs)
-
-    return wrapped

@@ -4,6 +4,9 @@ A dataset is one subclass implementing :meth:`StreamDataModule.load_splits` and
 :attr:`StreamDataModule.spec`, plus one YAML in conf/data/ whose ``_target_`` names it.
 """
 
+import itertools
+from collections.abc import Callable, Iterator
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
@@ -75,7 +78,10 @@ class StreamDataModule(pl.LightningDataModule):
         return DataLoader(self.stream(split), batch_size=None, shuffle=False, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        epoch_loop = self.trainer.fit_loop.epoch_loop if self.trainer else None
+        # Windows the current epoch has started: where a checkpoint taken now should resume.
+        position = (lambda: epoch_loop.batch_progress.current.ready) if epoch_loop else (lambda: 0)
+        return ResumableWindowLoader(self.stream("train"), position)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
@@ -108,3 +114,29 @@ class StreamDataModule(pl.LightningDataModule):
     def has_test(self) -> bool:
         self.setup()
         return "test" in self.splits
+
+
+class ResumableWindowLoader(DataLoader):
+    """A split's windows in order, able to start an epoch at window k.
+
+    Lightning stores ``state_dict()`` in every checkpoint and hands it back to ``load_state_dict`` before
+    a resumed run draws its first batch, so a run resumed mid-epoch trains on exactly the windows the
+    interrupted one had left (contract 1 keeps their order fixed).
+    """
+
+    def __init__(self, stream: WindowStream, position: Callable[[], int]) -> None:
+        super().__init__(stream, batch_size=None, shuffle=False, num_workers=0)
+        self._position = position
+        self._start = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"next_window": self._position()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        # A checkpoint taken after an epoch's last window resumes with the next epoch's first.
+        self._start = state["next_window"] % len(self.dataset)
+
+    def __iter__(self) -> Iterator:
+        start, self._start = self._start, 0
+        windows = super().__iter__()
+        return itertools.islice(windows, start, None) if start else windows

@@ -59,10 +59,13 @@ class Run:
 
     @property
     def state(self) -> str:
-        """ok | diverged | failed | running | no events | unreadable events | unknown."""
+        """ok | diverged | interrupted | failed | killed | running | no events | unreadable events |
+        unknown."""
         status = self.status.status if self.status else None
-        if status == "failed" or (status == "running" and self.status.process_gone()):
+        if status == "failed":
             return "failed"
+        if status == "running" and self.status.process_gone():
+            return "killed"
         if status == "running":
             return "running"
         if self.events_error:
@@ -80,8 +83,10 @@ class Run:
         """Why a run is not plainly ok, in a few words."""
         if self.status and self.status.status == "failed":
             return self.status.error or ""
-        if self.status and self.status.status == "running" and self.status.process_gone():
-            return "the job ended without recording a result (killed?)"
+        if self.state == "killed":
+            return "killed (its process is gone): resume=<its folder> continues it from its last checkpoint"
+        if self.state == "interrupted":
+            return f"signal {self.status.signal}: resume=<its folder> continues it from its last checkpoint"
         if self.events_error:
             return self.events_error
         if self.state == "diverged":

@@ -9,13 +9,17 @@ checked, so a mistyped value is reported in about a second.
 """
 
 import math
+import signal
+import sys
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.config_checks import check_train_config
+from seqexp.app.run_status import RunInterrupted, launched_process, run_recorded
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -46,6 +50,7 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
+    from seqexp.checkpoints import AtomicCheckpointIO
     from seqexp.module import SequenceLightningModule
 
     # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: noise a user can do nothing about.
@@ -56,7 +61,7 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     if not cfg.trainer.enable_progress_bar:  # Lightning refuses a progress-bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     loggers = [instantiate(logger) for logger in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
     datamodule.check_streams(trainer.world_size, trainer.limit_val_batches)
 
     spec = datamodule.spec
@@ -64,28 +69,65 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
         model=OmegaConf.to_container(cfg.model, resolve=True),
         data=spec.as_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        divergence_factor=cfg.divergence_factor,
     )
     if cfg.compile:
         module.model.compile()  # in place, so checkpoints keep the plain parameter names
     return datamodule, module, trainer
 
 
+def run_job(cfg: DictConfig) -> float:
+    """The whole job of ``scripts/train.py``: a resume is checked before anything is written to the run's
+    folder, then :func:`train` runs with its fate recorded in ``status.json``. A signal ends the process
+    with 128 + its number, after handing the signal to the handler that was there before (submitit's,
+    under SLURM, which requeues the job; the requeued job finds its checkpoint and continues)."""
+    from seqexp.app.resume import check_resume, requeued_checkpoint, save_resumed_config
+    from seqexp.callbacks.stop_on_signal import STOP_SIGNALS
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if not cfg.resume and (requeued := requeued_checkpoint(run_dir)):
+        with open_dict(cfg):
+            cfg.resume = str(requeued)
+    if cfg.resume:
+        check_train_config(cfg)
+        check_resume(cfg)
+        if launched_process():
+            save_resumed_config(cfg, run_dir)
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        return run_recorded(run_dir, train, cfg)
+    except RunInterrupted as interrupted:
+        handler = before[interrupted.signum]
+        if callable(handler) and handler is not signal.default_int_handler:
+            signal.signal(interrupted.signum, handler)
+            signal.raise_signal(interrupted.signum)
+        sys.exit(128 + interrupted.signum)
+
+
 def train(cfg: DictConfig) -> float:
-    """Fit the configured model and return its best validation loss (inf if the run diverged)."""
+    """Fit the configured model and return its best validation loss (inf if the run diverged).
+
+    Raises RunInterrupted when a signal stopped training (its checkpoints are written by then).
+    """
     check_train_config(cfg)
 
     from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
     from seqexp.app.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
+    from seqexp.callbacks.stop_on_signal import StopOnSignal
 
     datamodule, module, trainer = build(cfg)
     if HydraConfig.initialized():
         start_ddp_ranks_from_the_job_config()
     parameters = module.parameter_count()
     rank_zero_info(size_advice(parameters, len(datamodule.splits["train"]), datamodule.item_name))
-    # Logged as a scalar so that reports compare model sizes without rebuilding the models.
-    for logger in trainer.loggers:
-        logger.log_metrics({"model/parameters": parameters}, step=0)
+    if cfg.resume:
+        rank_zero_info(f"resuming from {cfg.resume}")
+        _restart_tensorboard_at(trainer, cfg.resume)
+    else:
+        # Logged as a scalar so that reports compare model sizes without rebuilding the models.
+        for logger in trainer.loggers:
+            logger.log_metrics({"model/parameters": parameters}, step=0)
 
     with ddp_job_scope():
         metrics = _fit_and_test(cfg, trainer, module, datamodule)
@@ -94,8 +136,12 @@ def train(cfg: DictConfig) -> float:
         logger.finalize("success")
     best, final = metrics["hp/best_val_loss"], metrics["hp/final_val_loss"]
     rank_zero_info(f"best val/loss {best:.6g}, final val/loss {final:.6g}")
-    if not math.isfinite(best):
-        rank_zero_warn(f"the run diverged (best val/loss {best}): its objective is inf")
+    stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
+    if stop.stopped:
+        rank_zero_info(f"interrupted by signal {stop.received}: resume=<this run's folder> continues it")
+        raise RunInterrupted(stop.received)
+    if module.divergence or not math.isfinite(final):
+        rank_zero_warn(f"the run diverged ({module.divergence or f'val/loss {final}'}): its objective is inf")
         return math.inf
     return best
 
@@ -104,16 +150,43 @@ def _fit_and_test(
     cfg: DictConfig, trainer: "pl.Trainer", module: "SequenceLightningModule", datamodule: "StreamDataModule"
 ) -> dict[str, float]:
     """Fit, then test with the best checkpoint where the data has a test split; the final metrics."""
-    trainer.fit(module, datamodule=datamodule)
+    from seqexp.checkpoints import NonFiniteWeights
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume, weights_only=True)
+    except NonFiniteWeights as error:  # a step that produced NaN weights from a finite loss
+        module.divergence = str(error)
+    if module.validated_at_step is None:
+        raise RuntimeError(
+            "the run ended without a validation that scored anything, so it has no result; see the log "
+            "above for why training stopped"
+        )
     checkpoint = trainer.checkpoint_callback
     final = _as_float(trainer.callback_metrics.get("val/loss"))
     best = _as_float(checkpoint.best_model_score) if checkpoint else math.nan
     metrics = {"hp/best_val_loss": final if math.isnan(best) else best, "hp/final_val_loss": final}
-    if cfg.test_after_fit and datamodule.has_test:
+    if cfg.test_after_fit and datamodule.has_test and not module.divergence:
         ckpt_path = "best" if checkpoint and checkpoint.best_model_path else None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics["hp/test_loss"] = results[0]["test/loss"]
     return metrics
+
+
+def _restart_tensorboard_at(trainer: "pl.Trainer", checkpoint: str) -> None:
+    """Tell TensorBoard that the run restarts at the checkpoint's step: its readers drop the points the
+    interrupted process logged after that checkpoint, so the curves have no duplicated or rewound
+    points. (The step is where Lightning logs the next training step.)"""
+    import torch
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    from seqexp.callbacks.tensorboard import tensorboard_writer
+
+    writer = tensorboard_writer(trainer)
+    if writer is None or trainer.global_rank != 0:
+        return
+    step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
+    writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+    writer.flush()
 
 
 def _as_float(value: object) -> float:

@@ -1,0 +1,71 @@
+"""One folder, one run: a Hydra callback that claims the run's (or the sweep's) folder before Hydra
+writes anything into it.
+
+Two runs started in the same second get the same ``outputs/runs/<date>/<time>`` folder, and a reused
+``hydra.run.dir`` points a second run at a finished one's; either way their configs, logs, statuses and
+checkpoints would mix. The folder belongs to the run that creates it (``mkdir`` is atomic). A run whose
+folder name was generated and is taken gets the same name with ``-1``, ``-2``, ...; a folder that the
+user named (``hydra.run.dir=...``, ``hydra.sweep.dir=...``) and that holds another run is refused with
+one line. ``resume=`` and the DDP ranks compose the run's saved config, which does not include this
+callback: they own the folder by definition. So does a job that SLURM requeued, found by its job id.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, open_dict
+
+from seqexp.app.cli import exit_with_user_error
+from seqexp.app.run_status import read_status, slurm_job_id
+from seqexp.errors import ConfigError
+
+
+class OneRunPerFolder(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config, "hydra.sweep.dir")
+
+    def _claim(self, config: DictConfig, key: str) -> None:
+        folder = Path(str(config.hydra.run.dir if key == "hydra.run.dir" else config.hydra.sweep.dir))
+        named = any(override.split("=", 1)[0] == key for override in config.hydra.overrides.hydra)
+        try:
+            claimed = claim_folder(folder, key, generated=not named)
+        except ConfigError as error:
+            exit_with_user_error(error)
+        if claimed != folder:
+            with open_dict(config):
+                config.hydra[key.split(".")[1]].dir = str(claimed)
+
+
+def claim_folder(folder: Path, key: str, generated: bool) -> Path:
+    """Create ``folder`` (or, for a generated name that is taken, the first free ``folder-N``) and
+    return it; raise ConfigError for a named folder that another run owns."""
+    for attempt in range(1000):
+        candidate = folder if attempt == 0 else folder.with_name(f"{folder.name}-{attempt}")
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if _free(candidate):
+                return candidate
+        if not generated:
+            raise ConfigError(
+                f"{key}={str(folder)!r} holds another run: choose a new folder, or continue that run with "
+                f"resume={folder}"
+            )
+    raise ConfigError(f"{key}={str(folder)!r}: no free folder among {folder.name}-1 to -999")
+
+
+def _free(folder: Path) -> bool:
+    """An empty folder, or the folder of this very SLURM job before SLURM requeued it."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        return True
+    try:
+        status = read_status(folder)
+    except ValueError:
+        return False
+    return status is not None and status.slurm_job is not None and status.slurm_job == slurm_job_id()
