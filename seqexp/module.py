@@ -125,9 +125,9 @@ class SequenceLightningModule(pl.LightningModule):
 
     # -- state resets ----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        resumed, self._resumed = self._resumed, None
-        mid_epoch = resumed is not None and resumed.next_window % self.trainer.num_training_batches != 0
-        self.states["train"] = resumed.train_state if mid_epoch else None
+        # (Lightning does not call this when it resumes in the middle of an epoch: on_train_start then
+        # puts back the state the interrupted epoch had reached.)
+        self.states["train"] = None
 
     def on_validation_epoch_start(self) -> None:
         self.states["val"] = None
@@ -210,15 +210,17 @@ class SequenceLightningModule(pl.LightningModule):
         )
 
     def on_train_start(self) -> None:
-        # The generators are restored here, after everything that set up the run has drawn from them.
-        if self._resumed is None:
+        # Restored here rather than at load: the generators after everything that set up the run has
+        # drawn from them, the state once the module is on its device.
+        resumed, self._resumed = self._resumed, None
+        if resumed is None:
             return
-        if self._resumed.rng is not None:
-            torch.set_rng_state(self._resumed.rng.cpu())
-        if self._resumed.cuda_rng is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(self._resumed.cuda_rng.cpu(), self.device)
-        if self._resumed.train_state is not None:
-            self._resumed = self._resumed._replace(train_state=_to(self._resumed.train_state, self.device))
+        if resumed.rng is not None:
+            torch.set_rng_state(resumed.rng.cpu())
+        if resumed.cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(resumed.cuda_rng.cpu(), self.device)
+        if resumed.train_state is not None and resumed.next_window % self.trainer.num_training_batches:
+            self.states["train"] = _to(resumed.train_state, self.device)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning calls this before it clips, so this is the norm the clipping threshold is compared to.

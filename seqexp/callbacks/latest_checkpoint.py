@@ -52,5 +52,5 @@ class LatestCheckpoint(pl.Callback):
     def save(self, trainer: pl.Trainer) -> None:
         if self._saved_step == trainer.global_step and self.path.exists():
             return  # nothing trained since the last write
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resume needs it
         self._saved_at, self._saved_step = time.monotonic(), trainer.global_step
