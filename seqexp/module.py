@@ -6,11 +6,15 @@ each evaluation run starts from zeros. Validation has its own state, so running 
 training's untouched. Optimization stays automatic, so the Trainer's gradient_clip_val and
 gradient_clip_algorithm do the clipping.
 
-A training loss that is not finite, or that exceeds ``divergence_factor`` times the run's first loss
-(char-rnn's rule, 3x), skips its optimizer step and stops the run: the weights stay those of the last
-good step, so no checkpoint ever holds NaN weights. Checkpoints carry what an exact mid-epoch resume
-needs beyond Lightning's own state: every rank's training hidden state, the random generators and the
-first loss (docs/design.md §6).
+A training loss that is not finite, or that exceeds ``divergence_factor`` times the reference loss,
+skips its optimizer step and stops the run. char-rnn's reference is the first loss, which suits text
+(an untrained model is about as bad as a uniform guess) but not a regression, whose first window may
+happen to be easy; so the reference is the larger of the first loss and the loss of a blind guess
+(StreamDataModule.blind_guess_loss: ln V for tokens, the mean square of the targets for floats). The
+weights stay those of the last good step, so no checkpoint ever holds NaN weights.
+
+Checkpoints carry what an exact mid-epoch resume needs beyond Lightning's own state: every rank's
+training hidden state, the random generators and the reference loss (docs/design.md §6).
 """
 
 import math
@@ -46,12 +50,12 @@ class SequenceLightningModule(pl.LightningModule):
     ) -> None:
         """``model``: conf/model/*.yaml as a dict; ``data``: a DataSpec as a dict; ``optim``: lr,
         weight_decay, scheduler. Plain containers only, so checkpoints load with weights_only=True.
-        ``divergence_factor``: stop when the training loss exceeds this times the first one (None: only
-        a non-finite loss stops the run)."""
+        ``divergence_factor``: stop when the training loss exceeds this times the reference loss (None:
+        only a non-finite loss stops the run)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.divergence_factor = divergence_factor
-        self.first_loss: float | None = None
+        self.reference_loss: float | None = None
         self.divergence: str | None = None  # why training stopped as diverged
         self.validated_at_step: int | None = None  # the global step of the last validation that scored
         self._resumed: Resumed | None = None
@@ -88,16 +92,17 @@ class SequenceLightningModule(pl.LightningModule):
         never taking an optimizer step on a NaN.
         """
         value = float(loss.detach())
-        if self.first_loss is None and math.isfinite(value):
-            self.first_loss = value
         reason = None
         if not math.isfinite(value):
             reason = f"the training loss is {value} at step {self.global_step}"
-        elif self.divergence_factor is not None and value > self.divergence_factor * self.first_loss:
-            reason = (
-                f"the training loss {value:.4g} at step {self.global_step} exceeds divergence_factor="
-                f"{self.divergence_factor:g} x the first loss {self.first_loss:.4g}"
-            )
+        else:
+            if self.reference_loss is None:
+                self.reference_loss = max(value, self._blind_guess_loss())
+            if self.divergence_factor is not None and value > self.divergence_factor * self.reference_loss:
+                reason = (
+                    f"the training loss {value:.4g} at step {self.global_step} exceeds divergence_factor="
+                    f"{self.divergence_factor:g} x the reference loss {self.reference_loss:.4g}"
+                )
         # Under DDP each rank sees its own loss; all of them must skip the step together.
         if self.trainer.world_size > 1:
             if not self.trainer.strategy.reduce_boolean_decision(reason is not None, all=False):
@@ -106,6 +111,10 @@ class SequenceLightningModule(pl.LightningModule):
         if reason is not None:
             self.divergence = reason
         return reason is not None
+
+    def _blind_guess_loss(self) -> float:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return datamodule.blind_guess_loss() if datamodule is not None else 0.0
 
     def _is_logging_step(self) -> bool:
         # Lightning writes step metrics every log_every_n_steps steps; a self.log call costs about as much
@@ -175,7 +184,7 @@ class SequenceLightningModule(pl.LightningModule):
             "train_state": self._gather(self.states["train"]),
             "rng": self._gather(torch.get_rng_state()),
             "cuda_rng": self._gather(torch.cuda.get_rng_state(self.device)) if cuda else None,
-            "first_loss": self.first_loss,
+            "reference_loss": self.reference_loss,
             "validated_at_step": self.validated_at_step,
         }
 
@@ -203,7 +212,7 @@ class SequenceLightningModule(pl.LightningModule):
                 return tuple(mine(part) for part in state)
             return state[rank]
 
-        self.first_loss = saved["first_loss"]
+        self.reference_loss = saved["reference_loss"]
         self.validated_at_step = saved["validated_at_step"]
         self._resumed = Resumed(
             saved["next_window"], mine(saved["train_state"]), mine(saved["rng"]), mine(saved["cuda_rng"])

@@ -3,13 +3,14 @@ writes anything into it.
 
 Two runs started in the same second get the same ``outputs/runs/<date>/<time>`` folder, and a reused
 ``hydra.run.dir`` points a second run at a finished one's; either way their configs, logs, statuses and
-checkpoints would mix. The folder belongs to the run that creates it (``mkdir`` is atomic). A run whose
+checkpoints would mix. The folder belongs to the run that creates its ``.owner`` file. A run whose
 folder name was generated and is taken gets the same name with ``-1``, ``-2``, ...; a folder that the
 user named (``hydra.run.dir=...``, ``hydra.sweep.dir=...``) and that holds another run is refused with
 one line. ``resume=`` and the DDP ranks compose the run's saved config, which does not include this
 callback: they own the folder by definition. So does a job that SLURM requeued, found by its job id.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from omegaconf import DictConfig, open_dict
 from seqexp.app.cli import exit_with_user_error
 from seqexp.app.run_status import read_status, slurm_job_id
 from seqexp.errors import ConfigError
+
+OWNER = ".owner"  # created by the run that owns the folder
 
 
 class OneRunPerFolder(Callback):
@@ -41,17 +44,17 @@ class OneRunPerFolder(Callback):
 
 
 def claim_folder(folder: Path, key: str, generated: bool) -> Path:
-    """Create ``folder`` (or, for a generated name that is taken, the first free ``folder-N``) and
-    return it; raise ConfigError for a named folder that another run owns."""
+    """Claim ``folder`` (or, for a generated name that is taken, the first free ``folder-N``) and return
+    it; raise ConfigError for a named folder that another run owns.
+
+    The claim is an ``.owner`` file created with O_EXCL, which exactly one process can do, so runs that
+    race for one name end in different folders. A folder with other contents and no marker holds a run
+    from before markers (or anything else): it is taken too, and left as it was.
+    """
     for attempt in range(1000):
         candidate = folder if attempt == 0 else folder.with_name(f"{folder.name}-{attempt}")
-        candidate.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            candidate.mkdir()
+        if _claim(candidate):
             return candidate
-        except FileExistsError:
-            if _free(candidate):
-                return candidate
         if not generated:
             raise ConfigError(
                 f"{key}={str(folder)!r} holds another run: choose a new folder, or continue that run with "
@@ -60,10 +63,23 @@ def claim_folder(folder: Path, key: str, generated: bool) -> Path:
     raise ConfigError(f"{key}={str(folder)!r}: no free folder among {folder.name}-1 to -999")
 
 
-def _free(folder: Path) -> bool:
-    """An empty folder, or the folder of this very SLURM job before SLURM requeued it."""
-    if folder.is_dir() and not any(folder.iterdir()):
-        return True
+def _claim(folder: Path) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / OWNER
+    try:
+        descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return _same_slurm_job(folder)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(f"{os.getpid()}\n")
+    if any(entry.name != OWNER for entry in folder.iterdir()):
+        marker.unlink()
+        return _same_slurm_job(folder)
+    return True
+
+
+def _same_slurm_job(folder: Path) -> bool:
+    """Whether ``folder`` is this very SLURM job's, from before SLURM requeued it."""
     try:
         status = read_status(folder)
     except ValueError:

@@ -5,6 +5,7 @@ A dataset is one subclass implementing :meth:`StreamDataModule.load_splits` and
 """
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 
 import pytorch_lightning as pl
@@ -109,6 +110,13 @@ class StreamDataModule(pl.LightningDataModule):
                     f"{windows} window(s) per evaluation; use a smaller eval_burn_in, a longer {split} split"
                     " or a larger trainer.limit_val_batches"
                 )
+
+    def blind_guess_loss(self) -> float:
+        """The training loss of a model that learned nothing (a uniform guess over the vocabulary, or
+        predicting zero): the scale against which a diverging loss is judged."""
+        if self.spec.tokens:
+            return math.log(self.spec.output_size)
+        return float(self.splits["train"].double().square().mean())
 
     @property
     def has_test(self) -> bool:
