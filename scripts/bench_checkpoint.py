@@ -1,0 +1,113 @@
+"""What a periodic checkpoint costs: the time of one write of checkpoints/last.ckpt against the time of
+one training step, for the same run that scripts/train.py builds.
+
+    python scripts/bench_checkpoint.py                               # the char-RNN preset's shape
+    python scripts/bench_checkpoint.py --steps 12 -o experiment=sine_seed
+
+The run trains on a generated corpus (200k characters) with save_every_steps=2, so half the steps are
+followed by a write; step and write times are taken apart with callbacks and reported as medians.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+
+from seqexp.callbacks.latest_checkpoint import LatestCheckpoint
+from seqexp.tasks.train import build
+
+REPO = Path(__file__).resolve().parents[1]
+CHAR_PRESET = ["experiment=charrnn_seed", "data=text"]
+
+
+class StepTimer(pl.Callback):
+    """Wall time of each training step (forward, backward, clipping, optimizer), writes excluded."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_before_zero_grad(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def generated_corpus(folder: Path, n_chars: int = 200_000) -> Path:
+    generator = torch.Generator().manual_seed(0)
+    lexicon = ["The", "king", "and", "queen", "of", "Rome", "shall", "speak", "now", "thou", "art", "night."]
+    words = torch.randint(len(lexicon), (n_chars // 4,), generator=generator).tolist()
+    path = folder / "corpus.txt"
+    path.write_text(" ".join(lexicon[w] for w in words)[:n_chars], encoding="utf-8")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=10, help="training steps (a write after every second)")
+    parser.add_argument(
+        "-o", "--overrides", nargs="*", default=None, help="Hydra overrides instead of the char preset"
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        overrides = (
+            args.overrides
+            if args.overrides is not None
+            else [*CHAR_PRESET, f"data.path={generated_corpus(folder)}"]
+        )
+        overrides = [
+            *overrides,
+            f"trainer.max_steps={args.steps}",
+            "save_every_steps=2",
+            "trainer.limit_val_batches=1",
+            "trainer.enable_progress_bar=false",
+            "test_after_fit=false",
+        ]
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose(
+                "train", overrides=[*overrides, f"paths.output_dir={folder}", f"paths.root_dir={REPO}"]
+            )
+        datamodule, module, trainer = build(cfg)
+        steps = StepTimer()
+        trainer.callbacks.append(steps)
+        latest = next(c for c in trainer.callbacks if isinstance(c, LatestCheckpoint))
+        writes: list[float] = []
+        save = latest.save
+
+        def timed_save(trainer: pl.Trainer) -> None:
+            start = time.perf_counter()
+            save(trainer)
+            writes.append(time.perf_counter() - start)
+
+        latest.save = timed_save
+        trainer.fit(module, datamodule=datamodule)
+        size = (folder / "checkpoints" / "last.ckpt").stat().st_size
+
+    model = cfg.model
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; overrides: {' '.join(overrides)}")
+    print(
+        f"model {model.cell} {model.num_layers}x{model.hidden_size}, batch {cfg.data.batch_size} x "
+        f"seq_length {cfg.seq_length}, {module.parameter_count():,} parameters; last.ckpt {size / 1e6:.1f} MB"
+    )
+    step, write = statistics.median(steps.seconds[1:]), statistics.median(writes)
+    print(
+        f"training step: median {step * 1e3:.1f} ms over {len(steps.seconds) - 1} steps (the first excluded)"
+    )
+    print(
+        f"checkpoint write: median {write * 1e3:.1f} ms ({len(writes)} writes), {write / step:.1%} of a step"
+    )
+    print(f"every 10 minutes (save_every_minutes=10) that is {write / 600:.4%} of the run's time")
+
+
+if __name__ == "__main__":
+    main()
