@@ -224,3 +224,36 @@ def test_an_interrupted_preparation_leaves_no_file(tmp_path, monkeypatch):
         prepared_tokens(source, tmp_path / "data", chunk_bytes=1000)
     assert len(passes) == 2
     assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+
+
+@pytest.mark.slow
+def test_ddp_ranks_serve_their_rows_from_one_shared_token_file(tmp_path, run_script):
+    source = tmp_path / "corpus.txt"
+    source.write_text(CORPORA["cjk-emoji-uint16"], encoding="utf-8")
+    _, ids = reference(source.read_bytes())
+    data_dir, out = tmp_path / "data", tmp_path / "run"
+    result = run_script(
+        "train.py", "data=text", f"data.path={source}", f"paths.data_dir={data_dir}", "trainer=ddp_cpu",
+        "trainer.devices=2", "data.batch_size=2", "seq_length=16", "model.hidden_size=8",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "callbacks.text_sample.prime=a",
+        "+callbacks.batches._target_=tests.spies.BatchRecorder", f"+callbacks.batches.out_dir={out}/batches",
+        "+callbacks.mapping._target_=tests.spies.TokenMappingRecorder",
+        f"+callbacks.mapping.out_dir={out}/maps",
+        f"hydra.run.dir={out}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    token_path, sidecar_path = token_paths(source, data_dir)
+    assert sorted(data_dir.rglob("*.*")) == sorted([token_path, sidecar_path])  # prepared once
+    train = contiguous_splits(ids, 0.1, 0.0)["train"]
+    for rank in (0, 1):
+        # The rank's rows are a compact view of the token file itself, the same file (inode) on both.
+        mapping = json.loads((out / "maps" / f"rank{rank}.json").read_text())
+        assert mapping == {
+            "dtype": "torch.uint16",
+            "mapped": {"path": str(token_path.resolve()), "inode": token_path.stat().st_ino},
+        }
+        # Contract 1 holds: each rank saw its own contiguous rows, exactly as the in-memory ids give them.
+        batches = torch.load(out / "batches" / f"rank{rank}.pt")
+        stream = WindowStream(train, batch_size=2, seq_length=16, world_size=2, rank=rank)
+        assert len(batches) == len(stream) > 0
+        assert all(torch.equal(batch, stream[k][0]) for k, batch in enumerate(batches))
