@@ -65,7 +65,8 @@ def generated_corpus(folder: Path, n_chars: int = 200_000) -> Path:
 
 def compose_config(overrides: list[str], out_dir: Path):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        paths = [f"paths.output_dir={out_dir}", f"paths.root_dir={REPO}"]
+        # The generated corpus's token file goes with it into the temporary folder.
+        paths = [f"paths.output_dir={out_dir}", f"paths.root_dir={REPO}", f"paths.data_dir={out_dir}/data"]
         return compose("train", overrides=[*overrides, *paths, "test_after_fit=false"])
 
 

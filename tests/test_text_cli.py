@@ -9,6 +9,7 @@ import functools
 import hashlib
 import http.server
 import math
+import shutil
 import subprocess
 import sys
 import threading
@@ -64,7 +65,8 @@ class TrainedRun:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """A small LSTM trained for 300 steps (3 epochs x 100 windows) on the grammar corpus."""
+    """A small LSTM trained for 300 steps (3 epochs x 100 windows) on the grammar corpus; its token file
+    is deleted afterwards, so sampling works from the checkpoint alone."""
     root = tmp_path_factory.mktemp("charmodel")
     corpus = grammar_corpus(sentences=2050)  # 16 rows x 100 windows x 32 characters of training text
     (root / "corpus.txt").write_text(corpus, encoding="utf-8")
@@ -85,9 +87,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
         "callbacks.text_sample.prime=the",
         "callbacks.text_sample.length=60",
         f"hydra.run.dir={run_dir}",
+        f"paths.data_dir={root / 'data'}",
     ]
     result = run_together({"train": ["scripts/train.py", *overrides]})["train"]
     assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.suffix for p in sorted((root / "data" / "tokens").iterdir())] == [".bin", ".json"]
+    shutil.rmtree(root / "data")
     return TrainedRun(corpus, run_dir, run_dir / "checkpoints" / "last.ckpt", result)
 
 
@@ -221,5 +226,7 @@ def test_bad_corpora(tmp_path):
         server.server_close()
     for name, (_, fragments) in cases.items():
         assert_user_error(results[name], *fragments)
-    # The refused download left nothing behind, not even a partial file.
-    assert not data_dir.exists() or not any(p.is_file() for p in data_dir.rglob("*"))
+    # The refused download and the refused corpora left nothing behind, not even a partial file; only the
+    # good but short corpus got its tokens prepared.
+    files = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if p.is_file())
+    assert [name.split("-")[0] for name in files] == ["tokens/short", "tokens/short"], files

@@ -10,15 +10,18 @@ from seqexp.errors import ConfigError
 from seqexp.tasks.train import size_advice
 
 
-def test_vocab_is_sorted_and_independent_of_text_order():
-    a = Vocab.from_text("hello, world\n")
-    b = Vocab.from_text("\ndlrow ,olleh")
-    assert a.chars == b.chars == ("\n", " ", ",", "d", "e", "h", "l", "o", "r", "w")
+def test_vocab_of_a_corpus_is_sorted_and_independent_of_text_order(tmp_path):
+    vocabs = []
+    for name, text in (("a.txt", "hello, world\n"), ("b.txt", "\ndlrow ,olleh")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        data = TextDataModule(data_dir=str(tmp_path / "data"), path=str(tmp_path / name))
+        vocabs.append(data.spec.vocab)
+    assert vocabs[0] == vocabs[1] == ("\n", " ", ",", "d", "e", "h", "l", "o", "r", "w")
 
 
 def test_encode_decode_round_trip_with_non_ascii():
     text = "Ça — naïve?\nΩ"
-    vocab = Vocab.from_text(text)
+    vocab = Vocab(sorted(set(text)))
     ids = vocab.encode(text)
     assert ids.dtype == torch.long and ids.shape == (len(text),)
     assert vocab.decode(ids) == text
@@ -26,7 +29,7 @@ def test_encode_decode_round_trip_with_non_ascii():
 
 
 def test_encode_refuses_characters_outside_the_vocabulary():
-    vocab = Vocab.from_text("abc")
+    vocab = Vocab("abc")
     with pytest.raises(ValueError, match="2 character"):
         vocab.encode("abxz")
 
@@ -44,7 +47,9 @@ def test_text_datamodule_spec_comes_from_the_file(tmp_path):
     path = tmp_path / "corpus.txt"
     text = "to be or not to be\n" * 200
     path.write_text(text, encoding="utf-8")
-    data = TextDataModule(path=str(path), val_fraction=0.1, batch_size=4, seq_length=10)
+    data = TextDataModule(
+        data_dir=str(tmp_path), path=str(path), val_fraction=0.1, batch_size=4, seq_length=10
+    )
     spec = data.spec
     assert spec.tokens and spec.vocab == tuple(sorted(set(text)))
     assert spec.input_size == spec.output_size == len(set(text))
@@ -58,7 +63,7 @@ def test_text_datamodule_spec_comes_from_the_file(tmp_path):
     [
         (None, "does not exist"),
         (b"", "is empty"),
-        (b"caf\xe9 latin-1\n", "is not UTF-8 text (byte 0xe9 at offset 3"),
+        (b"caf\xe9 latin-1\n", "is not UTF-8 text (byte 0xe9 on line 1, at byte offset 3, is invalid)"),
     ],
     ids=["missing", "empty", "not-utf8"],
 )
@@ -67,19 +72,20 @@ def test_bad_text_files_are_named(tmp_path, content, expected):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ConfigError, match="data.path=") as error:
-        TextDataModule(path=str(path)).setup()
+        TextDataModule(data_dir=str(tmp_path / "data"), path=str(path)).setup()
+    assert not (tmp_path / "data").exists()  # nothing prepared from a bad file
     assert expected in str(error.value) and str(path) in str(error.value)
 
 
-def test_text_without_a_path_says_how_to_give_one():
+def test_text_without_a_path_says_how_to_give_one(tmp_path):
     with pytest.raises(ConfigError, match=r"data.path is missing: data=text needs data.path=FILE"):
-        TextDataModule().setup()
+        TextDataModule(data_dir=str(tmp_path)).setup()
 
 
 def test_too_short_corpus_says_how_many_characters_are_needed(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("abcdefghij" * 30, encoding="utf-8")  # 270 train characters
-    data = TextDataModule(path=str(path), batch_size=8, seq_length=50)
+    data = TextDataModule(data_dir=str(tmp_path), path=str(path), batch_size=8, seq_length=50)
     with pytest.raises(ConfigError) as error:
         data.check_streams(world_size=1)
     message = str(error.value)

@@ -36,8 +36,8 @@ class StreamDataModule(pl.LightningDataModule):
 
     # -- what a dataset implements -------------------------------------------------------------
     def load_splits(self) -> dict[str, torch.Tensor]:
-        """Return ``{"train": ..., "val": ..., optionally "test": ...}`` as 1-D token ids (long) or
-        float series of shape ``(N, features)``."""
+        """Return ``{"train": ..., "val": ..., optionally "test": ...}`` as 1-D token ids (any integer
+        dtype, served as int64) or float series of shape ``(N, features)``."""
         raise NotImplementedError
 
     @property

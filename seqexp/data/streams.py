@@ -6,6 +6,9 @@
 Row j of window k continues row j of window k-1, so the hidden state left by one window is the right
 initial state for the next (truncated BPTT). Every rank gets the same number of equal-shaped windows,
 which keeps DDP ranks in lock-step.
+
+Token series may come as compact integers (uint8/16/32, e.g. views of a memory-mapped token file): they
+stay compact in the rows and each window becomes int64 only as it is served.
 """
 
 import torch
@@ -36,11 +39,19 @@ def min_items(rows: int, seq_length: int) -> int:
     return rows * (seq_length + 1)
 
 
+def fits_on(device: torch.device | None, rows: torch.Tensor) -> bool:
+    """Whether ``rows`` can live on ``device`` for the whole run: on a GPU, in half its free memory."""
+    if device is None or torch.device(device).type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return rows.nbytes <= free // 2
+
+
 class WindowStream(Dataset):
     """Windows of a rank's rows, in order; each item is already a batch ``(x, y)``.
 
-    Items are views into the rows, so serving them costs no copy; use with ``batch_size=None`` and
-    no shuffling (StreamDataModule's loaders do).
+    Float and int64 items are views into the rows, so serving them costs no copy; use with
+    ``batch_size=None`` and no shuffling (StreamDataModule's loaders do).
     """
 
     def __init__(
@@ -61,9 +72,12 @@ class WindowStream(Dataset):
                 f"on {rows} rows (batch_size={batch_size} x {world_size} process(es)); it needs at least "
                 f"{min_items(rows, seq_length)} {unit}: use more data or a smaller batch_size/seq_length"
             )
-        # Only this rank's rows go to its device, once: each window is then a view there, with no
-        # host-to-device copy per step.
-        self.rows = rank_rows(series, batch_size, world_size, rank).to(device)
+        # Only this rank's rows go to its device, once, as compact as they came: each window is then a
+        # view there, with no host-to-device copy per step. Rows too large for a GPU stay on the host
+        # (memory-mapped for a token file) and each window is copied over as it is served.
+        own_rows = rank_rows(series, batch_size, world_size, rank)
+        self.rows = own_rows.to(device) if fits_on(device, own_rows) else own_rows
+        self.device = device
         self.seq_length = seq_length
         self.n_windows = windows_per_row(len(series), rows, seq_length)
 
@@ -74,6 +88,7 @@ class WindowStream(Dataset):
         if not 0 <= k < self.n_windows:
             raise IndexError(k)
         start = k * self.seq_length
-        x = self.rows[:, start : start + self.seq_length]
-        y = self.rows[:, start + 1 : start + self.seq_length + 1]
-        return x, y
+        window = self.rows[:, start : start + self.seq_length + 1].to(self.device)  # no-op when there
+        if not window.is_floating_point():
+            window = window.long()  # no-op for int64; compact ids become int64 only here
+        return window[:, :-1], window[:, 1:]

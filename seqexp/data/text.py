@@ -3,14 +3,17 @@ train / val / test stretches (the last ``val_fraction`` and ``test_fraction`` of
 as the lecture notes hold out the last 10 %).
 
 ``data=text data.path=FILE`` reads any UTF-8 file; other corpora subclass :class:`TextDataModule` and
-override :meth:`TextDataModule.read_text`.
+override :meth:`TextDataModule.source_file`. Every corpus is prepared once into a token file under the
+data folder and memory-mapped (token_file.py): the splits are views of the mapping.
 """
+
+from pathlib import Path
 
 import torch
 
 from seqexp.data.datamodule import StreamDataModule
-from seqexp.data.files import read_text_file
 from seqexp.data.spec import DataSpec
+from seqexp.data.token_file import prepared_tokens
 from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 
@@ -35,6 +38,7 @@ class TextDataModule(StreamDataModule):
 
     def __init__(
         self,
+        data_dir: str,
         path: str | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
@@ -43,23 +47,25 @@ class TextDataModule(StreamDataModule):
         eval_burn_in: int = 0,
     ) -> None:
         super().__init__(batch_size, seq_length, eval_burn_in)
+        self.data_dir = Path(data_dir).expanduser()
         self.path = path
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.vocab: Vocab | None = None
 
-    def read_text(self) -> str:
-        """The whole corpus: the file at ``data.path`` (corpora with a source of their own override this)."""
+    def source_file(self) -> Path:
+        """The corpus: the file at ``data.path`` (corpora with a source of their own override this)."""
         if not self.path:
             raise ConfigError("data.path is missing: data=text needs data.path=FILE, a UTF-8 text file")
-        return read_text_file(self.path)
+        return Path(self.path).expanduser()
 
     def load_splits(self) -> dict[str, torch.Tensor]:
-        text = self.read_text()
         # The vocabulary covers the held-out text too, so every split (and any prime taken from the
         # corpus) can be encoded; sorting makes it the same on every run and every machine.
-        self.vocab = Vocab.from_text(text)
-        return contiguous_splits(self.vocab.encode(text), self.val_fraction, self.test_fraction)
+        prepared = prepared_tokens(self.source_file(), self.data_dir)
+        self.vocab = prepared.vocab
+        # Compact ids (uint8/16/32) straight from the mapping; WindowStream serves windows as int64.
+        return contiguous_splits(torch.from_numpy(prepared.tokens), self.val_fraction, self.test_fraction)
 
     @property
     def spec(self) -> DataSpec:

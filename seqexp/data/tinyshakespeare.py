@@ -7,7 +7,7 @@ against the same hash, so results stay comparable with everyone else's tinyshake
 
 from pathlib import Path
 
-from seqexp.data.files import download_verified, read_text_file, sha256_file
+from seqexp.data.files import download_verified, sha256_file
 from seqexp.data.text import TextDataModule
 from seqexp.errors import ConfigError
 
@@ -16,12 +16,12 @@ class TinyShakespeareDataModule(TextDataModule):
     def __init__(
         self, data_dir: str, url: str, sha256: str, path: str | None = None, **text_options: object
     ) -> None:
-        super().__init__(path=path, **text_options)
-        self.cache_path = Path(data_dir).expanduser() / "tinyshakespeare" / "input.txt"
+        super().__init__(data_dir, path=path, **text_options)
+        self.cache_path = self.data_dir / "tinyshakespeare" / "input.txt"
         self.url = url
         self.sha256 = sha256.lower()
 
-    def read_text(self) -> str:
+    def source_file(self) -> Path:
         if self.path:
             local = Path(self.path).expanduser()
             if local.is_file() and sha256_file(local) != self.sha256:
@@ -29,8 +29,8 @@ class TinyShakespeareDataModule(TextDataModule):
                     f"data.path={self.path!r} is not the tinyshakespeare file (its sha256 is not "
                     f"{self.sha256}): for any other text use data=text data.path={self.path}"
                 )
-            return read_text_file(local)
+            return local
         if not (self.cache_path.is_file() and sha256_file(self.cache_path) == self.sha256):
             hint = "download it elsewhere and pass the copy with data.path=/path/to/input.txt"
             download_verified(self.url, self.sha256, self.cache_path, local_copy_hint=hint)
-        return read_text_file(self.cache_path)
+        return self.cache_path

@@ -1,4 +1,5 @@
-"""A character vocabulary: the sorted characters of a corpus, so the same text always gives the same ids.
+"""A character vocabulary: the sorted characters of a corpus, so the same text always gives the same ids
+(seqexp/data/token_file.py finds them; checkpoints carry them).
 
 Kept free of Lightning so that sampling can load it quickly. Encoding goes through numpy code points
 (one vectorised search) because a Python loop over a corpus of millions of characters takes seconds.
@@ -10,7 +11,8 @@ import numpy as np
 import torch
 
 
-def _code_points(text: str) -> np.ndarray:
+def code_points(text: str) -> np.ndarray:
+    """``text`` as an array of its Unicode code points (uint32), one per character."""
     # surrogatepass: a lone surrogate (possible in a command-line argument) is encoded, then reported
     # as a character outside the vocabulary instead of failing here.
     return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype="<u4")
@@ -25,16 +27,12 @@ class Vocab:
         if len(self.chars) == 0 or np.any(np.diff(self._codes.astype(np.int64)) <= 0):
             raise ValueError("a vocabulary is a non-empty sequence of distinct characters in sorted order")
 
-    @classmethod
-    def from_text(cls, text: str) -> "Vocab":
-        return cls(chr(code) for code in np.unique(_code_points(text)))
-
     def __len__(self) -> int:
         return len(self.chars)
 
     def encode(self, text: str) -> torch.Tensor:
         """``text`` as a 1-D tensor of ids (int64); ValueError if it has characters outside the vocabulary."""
-        codes = _code_points(text)
+        codes = code_points(text)
         ids = np.searchsorted(self._codes, codes)
         found = self._codes[np.minimum(ids, len(self._codes) - 1)] == codes
         if not found.all():

@@ -1,0 +1,183 @@
+"""Big text corpora: how fast a corpus is prepared, how soon training starts, how much memory it takes.
+
+For each size a mixed-script corpus (Latin with accents, Greek, Cyrillic, CJK: a vocabulary of about a
+thousand characters, stored as uint16) is generated in a temporary folder, then:
+
+- its token file is prepared in this process: the preparation time and MB/s of source text;
+- the token file is deleted and ``scripts/train.py data=text ... trainer.max_steps=1`` runs as a child
+  process: the cold run, which prepares the token file again;
+- the same run is repeated (``--warm-runs`` times, the sizes interleaved so that they are measured side
+  by side): the warm runs, which reuse the token file.
+
+For each run it reports the time from starting the process to the first training step (a callback
+records when it begins) and the peak RSS of the process (``ru_maxrss`` from ``os.wait4``). The model is
+the default RNN with one-hot inputs; validation is cut to one window. All files are deleted at the end.
+
+    python scripts/bench_data.py                        # 1 MB, 100 MB and 1 GB (needs about 4 GB of disk)
+    python scripts/bench_data.py --sizes-mb 1 100       # the smaller ones only
+    python scripts/bench_data.py --dir /big/disk        # where the temporary folder goes
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from operator import itemgetter
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from seqexp.data.token_file import CHUNK_BYTES, prepared_tokens, token_paths
+
+REPO = Path(__file__).resolve().parents[1]
+
+ALPHABETS = [
+    "abcdefghijklmnopqrstuvwxyz",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZàáâäçèéêëîïñóôöùúûüœ",
+    "".join(map(chr, range(0x3B1, 0x3CA))),  # Greek
+    "".join(map(chr, range(0x430, 0x450))),  # Cyrillic
+    "".join(map(chr, range(0x4E00, 0x4E00 + 800))),  # CJK ideographs
+]
+SEPARATORS = [b" "] * 12 + [b", ", b". ", b".\n", b"\n\n"]
+
+
+class FirstStepClock(pl.Callback):
+    """Writes the wall-clock time at which the first training step begins to ``out``."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.out.exists():
+            self.out.write_text(repr(time.time()))
+
+
+def generate_corpus(path: Path, size_bytes: int, seed: int = 0) -> None:
+    """About ``size_bytes`` of words, each followed by a space or punctuation, drawn at random from a
+    few thousand words in several scripts."""
+    rng = np.random.default_rng(seed)
+    words = [b"The"]  # the default text-sample prime must be in the vocabulary
+    for _ in range(4000):
+        alphabet = list(ALPHABETS[rng.integers(len(ALPHABETS))])
+        words.append("".join(rng.choice(alphabet, rng.integers(1, 8))).encode())
+    pieces = [word + separator for word in words for separator in SEPARATORS]
+    written = 0
+    with path.open("wb") as file:
+        while written < size_bytes:
+            block = b"".join(itemgetter(*rng.integers(len(pieces), size=50_000).tolist())(pieces))
+            block = block[: size_bytes - written]
+            # The last cut may split a character: keep only whole ones.
+            block = block[: len(block.decode("utf-8", errors="ignore").encode())]
+            if not block:
+                break
+            file.write(block)
+            written += len(block)
+
+
+def run_to_first_step(corpus: Path, data_dir: Path, work: Path, name: str) -> tuple[float, float]:
+    """Run train.py for one step as a child: seconds to the first step, peak RSS in MB."""
+    clock = work / f"{name}.first-step"
+    overrides = [
+        "data=text",
+        f"data.path={corpus}",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={work / name}",
+        "trainer.max_steps=1",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "test_after_fit=false",
+        "+callbacks.first_step._target_=bench_data.FirstStepClock",
+        f"+callbacks.first_step.out={clock}",
+    ]
+    pythonpath = os.pathsep.join(
+        filter(None, [str(REPO), str(REPO / "scripts"), os.environ.get("PYTHONPATH")])
+    )
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    with (work / f"{name}.log").open("w") as log:
+        start = time.time()
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / "train.py"), *overrides], stdout=log, stderr=log, env=env
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 or not clock.is_file():
+        sys.exit(f"{name} failed (exit {process.returncode}); its output is in {work / name}.log:\n"
+                 + (work / f"{name}.log").read_text()[-3000:])  # fmt: skip
+    seconds = float(clock.read_text()) - start
+    clock.unlink()
+    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[1, 100, 1000], help="corpus sizes in MB")
+    parser.add_argument("--warm-runs", type=int, default=3, help="warm runs per size (median reported)")
+    parser.add_argument("--dir", default=None, help="where the temporary folder goes (default: the system's)")
+    args = parser.parse_args()
+
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, pytorch-lightning {pl.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, preparation chunk {CHUNK_BYTES >> 20} MiB"
+    )
+    print("child runs: train.py data=text trainer.max_steps=1 trainer.limit_val_batches=1 (default rnn 1x32)")
+    rows: dict[int, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_data.") as tmp:
+        work = Path(tmp)
+        corpora = {}
+        for size_mb in args.sizes_mb:
+            corpus, data_dir = work / f"corpus-{size_mb}MB.txt", work / "data"
+            generate_corpus(corpus, size_mb * 1_000_000)
+            corpora[size_mb] = corpus
+            start = time.perf_counter()
+            prepared = prepared_tokens(corpus, data_dir)
+            seconds = time.perf_counter() - start
+            row = rows[size_mb] = {
+                "characters": len(prepared.tokens),
+                "vocabulary": len(prepared.vocab),
+                "dtype": prepared.tokens.dtype.name,
+                "prepare_s": seconds,
+                "mb_per_s": corpus.stat().st_size / 1e6 / seconds,
+            }
+            del prepared
+            for path in token_paths(corpus, data_dir):
+                path.unlink()
+            row["cold_s"], row["cold_rss"] = run_to_first_step(corpus, data_dir, work, f"{size_mb}MB-cold")
+            print(f"{size_mb} MB: prepared in {seconds:.1f} s; cold run {row['cold_s']:.1f} s", flush=True)
+        warm: dict[int, list[tuple[float, float]]] = {size_mb: [] for size_mb in corpora}
+        for repeat in range(args.warm_runs):
+            for size_mb, corpus in corpora.items():
+                warm[size_mb].append(
+                    run_to_first_step(corpus, work / "data", work, f"{size_mb}MB-warm{repeat}")
+                )
+        for size_mb, runs in warm.items():
+            rows[size_mb]["warm_s"] = statistics.median(s for s, _ in runs)
+            rows[size_mb]["warm_rss"] = max(rss for _, rss in runs)
+
+    print(
+        "\n| corpus | characters | vocabulary | dtype | preparation | MB/s | first step, cold | "
+        "first step, warm | peak RSS, cold | peak RSS, warm |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size_mb, row in rows.items():
+        print(
+            f"| {size_mb:,} MB | {row['characters']:,} | {row['vocabulary']:,} | {row['dtype']} "
+            f"| {row['prepare_s']:.2f} s | {row['mb_per_s']:.0f} | {row['cold_s']:.1f} s "
+            f"| {row['warm_s']:.1f} s | {row['cold_rss']:,.0f} MB | {row['warm_rss']:,.0f} MB |"
+        )
+    smallest, largest = min(rows), max(rows)
+    if largest != smallest:
+        ratio = rows[largest]["warm_s"] / rows[smallest]["warm_s"]
+        print(f"\nwarm time to first step, {largest:,} MB / {smallest:,} MB: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
