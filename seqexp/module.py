@@ -10,7 +10,8 @@ A training loss that is not finite, or that exceeds ``divergence_factor`` times 
 skips its optimizer step and stops the run. char-rnn's reference is the first loss, which suits text
 (an untrained model is about as bad as a uniform guess) but not a regression, whose first window may
 happen to be easy; so the reference is the larger of the first loss and the loss of a blind guess
-(StreamDataModule.blind_guess_loss: ln V for tokens, the mean square of the targets for floats). The
+(StreamDataModule.blind_guess_loss: ln V for tokens, the mean square of the targets for floats), and the
+rule applies from step GRACE_STEPS on, past the swings of the first few Adam steps. The
 weights stay those of the last good step, so no checkpoint ever holds NaN weights.
 
 Checkpoints carry what an exact mid-epoch resume needs beyond Lightning's own state: every rank's
@@ -28,6 +29,7 @@ from seqexp.data.spec import DataSpec
 from seqexp.models.sequence_model import State, build_model, detach_state
 
 STAGES = ("train", "val", "test")
+GRACE_STEPS = 10  # the explosion rule starts here; a non-finite loss stops a run at any step
 RESUME_KEY = "seqexp"  # where checkpoints keep the state that Lightning does not
 
 
@@ -98,7 +100,8 @@ class SequenceLightningModule(pl.LightningModule):
         else:
             if self.reference_loss is None:
                 self.reference_loss = max(value, self._blind_guess_loss())
-            if self.divergence_factor is not None and value > self.divergence_factor * self.reference_loss:
+            limit = None if self.divergence_factor is None else self.divergence_factor * self.reference_loss
+            if limit is not None and self.global_step >= GRACE_STEPS and value > limit:
                 reason = (
                     f"the training loss {value:.4g} at step {self.global_step} exceeds divergence_factor="
                     f"{self.divergence_factor:g} x the reference loss {self.reference_loss:.4g}"
