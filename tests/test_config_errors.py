@@ -15,14 +15,15 @@ BAD_VALUES = [
     ("model.dropout=1.0", "model.dropout=1.0", "[0, 1)"),
     ("model.dropout=-0.1", "model.dropout=-0.1", "[0, 1)"),
     ("optim.lr=0", "optim.lr=0", "> 0"),
-    ("optim.scheduler=linear", "optim.scheduler='linear'", "none, cosine, plateau"),
+    ("optim.weight_decay=-1", "optim.weight_decay=-1", ">= 0"),
+    ("scheduler=cosine scheduler.lightning.interval=x", "scheduler.lightning.interval='x'", "step, epoch"),
     ("clip_algorithm=max", "clip_algorithm='max'", "norm, value"),
 ]
 
 
 @pytest.mark.parametrize(("override", "named", "allowed"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
 def test_bad_value_is_refused_before_training(tmp_path, override, named, allowed, run_script, tiny_sine):
-    result = run_script("train.py", *tiny_sine, override, f"hydra.run.dir={tmp_path}/run")
+    result = run_script("train.py", *tiny_sine, *override.split(), f"hydra.run.dir={tmp_path}/run")
     assert_user_error(result, named, allowed)
     assert not (tmp_path / "run" / "tensorboard").exists(), "nothing may be trained or logged"
 
@@ -41,10 +42,12 @@ LATE_BAD_VALUES = [
     (["model.nonlinearity=sigmoid"], "Unknown nonlinearity 'sigmoid'"),
     (["trainer.limit_val_batches=1"], "data.eval_burn_in=1 leaves nothing to score"),
     (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 turns validation off"),
+    (["optim=sgd", "optim.momentum=-1"], "torch.optim.SGD(lr=0.05, momentum=-1"),
+    (["scheduler=warmup_cosine", "scheduler.warmup_steps=-1"], "scheduler.warmup_steps=-1 is invalid"),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "message"), LATE_BAD_VALUES, ids=[b[0][0] for b in LATE_BAD_VALUES])
+@pytest.mark.parametrize(("overrides", "message"), LATE_BAD_VALUES, ids=[b[0][-1] for b in LATE_BAD_VALUES])
 def test_values_judged_by_the_data_cell_or_trainer_are_refused_as_one_line(
     tmp_path, run_script, tiny_sine, overrides, message
 ):
@@ -58,6 +61,8 @@ def test_values_judged_by_the_data_cell_or_trainer_are_refused_as_one_line(
     [
         ("model.hiden_size=3", "Could not override 'model.hiden_size'"),
         ("model=transformer", "model/transformer"),
+        ("optim=adagrad", "optim/adagrad"),
+        ("scheduler=linear", "scheduler/linear"),
     ],
 )
 def test_unknown_keys_and_options_are_refused_by_hydra(tmp_path, override, hydra_says, run_script):
