@@ -2,7 +2,9 @@
 
 import pytest
 
-from tests.helpers import assert_user_error
+from seqexp.app.config_checks import check_train_config
+from seqexp.errors import ConfigError
+from tests.helpers import assert_user_error, compose_train
 
 BAD_VALUES = [
     ("clip=0", "clip=0", "> 0"),
@@ -70,3 +72,22 @@ def test_unknown_keys_and_options_are_refused_by_hydra(tmp_path, override, hydra
     assert result.returncode != 0
     assert hydra_says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# The options every cell shares are checked with the configuration, for any cell, before torch is
+# imported; the cell's constructor checks only its own options (docs/design.md §2).
+SHARED_CELL_OPTIONS = [
+    ("model.hidden_size=2.5", "model.hidden_size=2.5 is invalid: it must be an integer >= 1"),
+    ("model.num_layers=0", "model.num_layers=0 is invalid: it must be an integer >= 1"),
+    ("model.dropout=1.0", "model.dropout=1.0 is invalid: it must be in [0, 1)"),
+]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "peephole-lstm"])
+@pytest.mark.parametrize(
+    ("override", "message"), SHARED_CELL_OPTIONS, ids=[s[0] for s in SHARED_CELL_OPTIONS]
+)
+def test_options_every_cell_shares_are_checked_with_the_config(tmp_path, cell, override, message):
+    with pytest.raises(ConfigError) as refused:
+        check_train_config(compose_train([f"model={cell}", override], tmp_path))
+    assert str(refused.value) == message
