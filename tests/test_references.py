@@ -71,6 +71,8 @@ def test_every_reference_to_a_repository_file_resolves():
 
     dangling = {}
     for file in tracked_text_files():
+        if file == Path(__file__):
+            continue  # its examples of dangling references are meant to dangle
         text = file.read_text(encoding="utf-8")
         found = dangling_references(text, exists, sections, inside_design=file == REPO / DESIGN)
         if found:
