@@ -1,7 +1,8 @@
 """Throughput of the complete seqexp training loop against the notes' bare PyTorch loop.
 
-Both loops train the same model on the same batches with the same optimizer and clipping, and run a
-validation pass at the end of each epoch; seqexp runs as train.py would (Lightning, logging, clipping,
+Both loops train the same model on the same batches with the same optimizer, schedule and clipping, and
+run a validation pass at the end of each epoch. The bare loop is seqexp/reference_loop.py (which the tests
+show trains exactly like seqexp); seqexp runs as train.py would (Lightning, logging, clipping,
 checkpointing as configured). Runs alternate, and the median of the repeats is reported:
 
     python scripts/bench_train.py                      # both presets
@@ -20,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from seqexp.models.sequence_model import SequenceModel, detach_state
+from seqexp.reference_loop import reference_fit
 from seqexp.tasks.train import build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,43 +81,18 @@ def seqexp_tokens_per_second(cfg) -> tuple[float, int]:
 
 
 def bare_tokens_per_second(cfg, device: torch.device) -> tuple[float, int]:
-    """The notes' loop: carry and detach the state, clip the norm, step; validate after each epoch.
+    """The notes' loop, seqexp/reference_loop.py, on the same model, batches, optimizer and clipping.
 
     Always eager (compile=false), so ``-o compile=true`` measures compiling against the plain baseline.
     """
     # The same seed, hence the same initial weights and batches as the seqexp run.
     datamodule, module, _ = build(OmegaConf.merge(cfg, {"compile": False}))
-    model: SequenceModel = module.model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    train_batches = [(x.to(device), y.to(device)) for x, y in datamodule.stream("train")]
-    val_batches = [(x.to(device), y.to(device)) for x, y in datamodule.stream("val")]
-    steps = 0
     start = time.perf_counter()
-    for _ in range(cfg.trainer.max_epochs):
-        model.train()
-        state = None
-        for x, y in train_batches:
-            if 0 < cfg.trainer.max_steps <= steps:
-                break
-            output, state = model(x, detach_state(state))
-            loss = module.loss(output, y)
-            optimizer.zero_grad()
-            loss.backward()
-            if cfg.clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-            steps += 1
-        model.eval()
-        with torch.no_grad():
-            state, losses = None, []
-            for x, y in val_batches:
-                output, state = model(x, state)
-                losses.append(module.loss(output, y))
-            torch.stack(losses).mean().item()
+    run = reference_fit(cfg, module.model, datamodule, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    tokens = steps * datamodule.batch_size * datamodule.seq_length
-    return tokens / (time.perf_counter() - start), steps
+    tokens = run.steps * datamodule.batch_size * datamodule.seq_length
+    return tokens / (time.perf_counter() - start), run.steps
 
 
 def main() -> None:

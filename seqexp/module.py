@@ -27,6 +27,7 @@ from torch import nn
 
 from seqexp.data.spec import DataSpec
 from seqexp.models.sequence_model import State, build_model, detach_state
+from seqexp.optimization import make_lr_scheduler, make_optimizer
 
 STAGES = ("train", "val", "test")
 GRACE_STEPS = 10  # the explosion rule starts here; a non-finite loss stops a run at any step
@@ -48,12 +49,14 @@ class SequenceLightningModule(pl.LightningModule):
         model: dict[str, Any],
         data: dict[str, Any],
         optim: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
         divergence_factor: float | None = 3.0,
     ) -> None:
-        """``model``: conf/model/*.yaml as a dict; ``data``: a DataSpec as a dict; ``optim``: lr,
-        weight_decay, scheduler. Plain containers only, so checkpoints load with weights_only=True.
-        ``divergence_factor``: stop when the training loss exceeds this times the reference loss (None:
-        only a non-finite loss stops the run)."""
+        """``model``: conf/model/*.yaml as a dict; ``data``: a DataSpec as a dict; ``optim`` and
+        ``scheduler``: conf/optim/*.yaml and conf/scheduler/*.yaml (None or empty: a constant lr).
+        Plain containers only, so checkpoints load with weights_only=True. ``divergence_factor``: stop
+        when the training loss exceeds this times the reference loss (None: only a non-finite loss stops
+        the run)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.divergence_factor = divergence_factor
@@ -243,17 +246,13 @@ class SequenceLightningModule(pl.LightningModule):
 
     # -- optimization ----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        optim = self.hparams.optim
-        optimizer = torch.optim.Adam(self.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
-        scheduler = optim.get("scheduler", "none")
-        if scheduler == "cosine":
-            total = self.trainer.estimated_stepping_batches
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(total), 1))
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
-        if scheduler == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
-        return {"optimizer": optimizer}
+        optimizer = make_optimizer(self.hparams.optim, self.parameters())
+        lr_scheduler = make_lr_scheduler(
+            self.hparams.scheduler, optimizer, run_steps=lambda: self.trainer.estimated_stepping_batches
+        )
+        if lr_scheduler is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
     # -- inference -------------------------------------------------------------------------------
     @torch.no_grad()

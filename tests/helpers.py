@@ -63,3 +63,12 @@ def grammar_corpus(sentences: int, seed: int = 0) -> str:
 def unigram_entropy_nats(text: str) -> float:
     counts = Counter(text)
     return -sum(n / len(text) * math.log(n / len(text)) for n in counts.values())
+
+
+def compose_train(overrides: list[str], output_dir: Path, return_hydra_config: bool = False):
+    """conf/train.yaml composed with ``overrides`` as scripts/train.py would, writing to ``output_dir``."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        paths = [f"paths.output_dir={output_dir}", f"paths.root_dir={REPO}"]
+        return compose("train", overrides=[*overrides, *paths], return_hydra_config=return_hydra_config)

@@ -118,7 +118,7 @@ def test_bf16_mixed_training_on_gpu_learns_and_keeps_state_across_windows():
     module = SequenceLightningModule(
         model={"cell": "torch.nn.LSTM", "hidden_size": 32, "num_layers": 2},
         data={"input_size": 1, "output_size": 1, "tokens": False},
-        optim={"lr": 0.01, "weight_decay": 0.0, "scheduler": "none"},
+        optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
     )
     trainer = pl.Trainer(
         accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=5, logger=False,

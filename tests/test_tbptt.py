@@ -43,7 +43,7 @@ def fit(model_cfg: dict, max_epochs: int = 2, val_check_interval: float | int = 
     module = SequenceLightningModule(
         model=model_cfg,
         data={"input_size": 1, "output_size": 1, "tokens": False},
-        optim={"lr": 0.01, "weight_decay": 0.0, "scheduler": "none"},
+        optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
     )
     recorder = Recorder(module)
     trainer = pl.Trainer(
@@ -119,7 +119,7 @@ def test_clipping_bounds_the_gradient_norm_the_optimizer_sees():
     module = SequenceLightningModule(
         model=MODELS["lstm"],
         data={"input_size": 1, "output_size": 1, "tokens": False},
-        optim={"lr": 0.01, "weight_decay": 0.0, "scheduler": "none"},
+        optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
     )
     seen = []
 

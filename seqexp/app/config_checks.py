@@ -12,8 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqexp.errors import ConfigError, first_line
 
-SCHEDULERS = ("none", "cosine", "plateau")
 CLIP_ALGORITHMS = ("norm", "value")
+# What a conf/scheduler/*.yaml may tell Lightning about stepping its scheduler (see seqexp/optimization.py).
+SCHEDULER_INTERVALS = ("step", "epoch")
+LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor", "strict", "name")
 
 
 def _is_int(value: Any) -> bool:
@@ -83,10 +85,18 @@ def check_train_config(cfg: DictConfig) -> None:
     _require("model.num_layers", model.num_layers, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
     _require("model.dropout", model.dropout, lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)")
 
+    # The keys every optimizer and scheduler shares; the options of one class are its constructor's to
+    # judge (seqexp.optimization.check_optimization calls it before training).
     optim = cfg.optim
-    _require("optim.lr", optim.lr, lambda v: _is_number(v) and v > 0, "a number > 0")
-    _require("optim.weight_decay", optim.weight_decay, lambda v: _is_number(v) and v >= 0, "a number >= 0")
-    _one_of("optim.scheduler", optim.scheduler, SCHEDULERS)
+    _require("optim.lr", optim.get("lr"), lambda v: _is_number(v) and v > 0, "a number > 0")
+    if "weight_decay" in optim:
+        decay = optim.weight_decay
+        _require("optim.weight_decay", decay, lambda v: _is_number(v) and v >= 0, "a number >= 0")
+    lightning = cfg.scheduler.get("lightning") or {}
+    for key in lightning:
+        _one_of("scheduler.lightning key", key, LIGHTNING_SCHEDULER_KEYS)
+    if "interval" in lightning:
+        _one_of("scheduler.lightning.interval", lightning.interval, SCHEDULER_INTERVALS)
 
 
 def as_text(value: Any) -> Any:

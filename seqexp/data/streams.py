@@ -1,4 +1,4 @@
-"""Contract 1 (design.md §3): a split becomes parallel contiguous rows, served as windows in order.
+"""Contract 1 (docs/design.md §3): a split becomes parallel contiguous rows, served as windows in order.
 
     series (N items)  ->  rows (world_size * batch_size, R)  ->  this rank's rows (batch_size, R)
     window k:  x = rows[:, k*T : (k+1)*T],  y = rows[:, k*T+1 : (k+1)*T+1]

@@ -1,6 +1,6 @@
 """PeepholeLSTM: an LSTM whose gates also read the cell state, with the nn.LSTM calling convention.
 
-Two variants (design.md §4):
+Two variants (docs/design.md §4):
 - ``diagonal`` (Gers & Schmidhuber 2000, TensorFlow's ``use_peepholes``): one weight per unit and gate;
   i and f read c_{t-1}, o reads the new c_t. ``weight_peephole_l{k}`` is ``(3, hidden)`` for (i, f, o).
 - ``full`` (the lecture notes): i, f and o read c_{t-1} through a full matrix;
@@ -174,13 +174,10 @@ class PeepholeLSTM(nn.Module):
         peephole_init: float = 0.0,
     ) -> None:
         super().__init__()
+        # Only the options no other cell has; hidden_size, num_layers and dropout are every cell's and
+        # are checked with the configuration (docs/design.md §2).
         if peephole not in PEEPHOLES:
             raise ConfigError(f"model.peephole={peephole!r} is not one of: {', '.join(PEEPHOLES)}")
-        for key, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"model.{key}={value!r} must be an integer >= 1")
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"model.dropout={dropout!r} must be in [0, 1)")
         if not peephole_init >= 0:
             raise ConfigError(f"model.peephole_init={peephole_init!r} must be >= 0")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers

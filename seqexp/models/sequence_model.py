@@ -1,4 +1,4 @@
-"""Contract 2 (design.md §4): encoder -> recurrent core -> dropout -> Linear head."""
+"""Contract 2 (docs/design.md §4): encoder -> recurrent core -> dropout -> Linear head."""
 
 import importlib
 from typing import Any

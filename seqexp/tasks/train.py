@@ -52,6 +52,7 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
 
     from seqexp.checkpoints import AtomicCheckpointIO
     from seqexp.module import SequenceLightningModule
+    from seqexp.optimization import check_optimization
 
     # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: noise a user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -69,8 +70,10 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
         model=OmegaConf.to_container(cfg.model, resolve=True),
         data=spec.as_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         divergence_factor=cfg.divergence_factor,
     )
+    check_optimization(module.hparams.optim, module.hparams.scheduler)
     if cfg.compile:
         module.model.compile()  # in place, so checkpoints keep the plain parameter names
     return datamodule, module, trainer
@@ -193,12 +196,29 @@ def _as_float(value: object) -> float:
     return math.nan if value is None else float(value)
 
 
+# How a run is executed, not what it trains: left out of the HPARAMS tab.
+PLUMBING = ("trainer", "callbacks", "logger", "paths", "hydra")
+
+
 def _flat_hparams(cfg: DictConfig) -> dict[str, object]:
-    """The knobs worth comparing runs by, flattened to ``group.key`` scalars for the HPARAMS tab."""
-    flat: dict[str, object] = {k: cfg[k] for k in ("seed", "seq_length", "clip", "clip_algorithm")}
-    for group in ("model", "optim", "data"):
-        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
-            if not isinstance(value, dict | list) and not key.startswith("_"):
-                flat[f"{group}.{key}"] = value
-    flat["data"] = cfg.data._target_.rsplit(".", 1)[-1]
+    """The knobs to compare runs by, for the HPARAMS tab: every scalar of the config as ``group.key``
+    (``_target_`` and other Hydra keys left out) and the option chosen in each config group, so that a
+    new key or group shows up without a change here."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat = {key: value for key, value in _scalar_leaves(container) if key.split(".")[0] not in PLUMBING}
+    if HydraConfig.initialized():
+        for group, option in HydraConfig.get().runtime.choices.items():
+            if option is not None and group.split("/")[0] not in PLUMBING:
+                flat[group] = option
     return flat
+
+
+def _scalar_leaves(node: object, prefix: str = "") -> list[tuple[str, object]]:
+    """``(dotted key, value)`` for every str/number/bool/None below ``node``; lists are not knobs."""
+    if not isinstance(node, dict):
+        return [(prefix, node)] if not isinstance(node, list) else []
+    leaves = []
+    for key, value in node.items():
+        if not str(key).startswith("_"):
+            leaves += _scalar_leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    return leaves

@@ -1,0 +1,145 @@
+"""The optimizer and the schedule come from conf/optim and conf/scheduler: the right torch objects, the
+right learning rate at every step (read back from TensorBoard), and a new YAML file needs no code."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from seqexp.optimization import make_optimizer
+from seqexp.tasks.train import _flat_hparams, build
+from tests.helpers import compose_train, read_events
+
+# 2 epochs of 11 windows (22 optimizer steps), the lr logged at every step.
+TINY = [
+    "data.n_points=600",
+    "seq_length=10",
+    "model.hidden_size=8",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "test_after_fit=false",
+]
+
+
+def fit_and_read_lrs(overrides: list[str], out: Path) -> tuple[list[float], object]:
+    """Train through seqexp.tasks.train.build as scripts/train.py does; the lr the LearningRateMonitor
+    logged at each step, and the trainer."""
+    datamodule, module, trainer = build(compose_train([*TINY, *overrides], out))
+    trainer.fit(module, datamodule=datamodule)
+    optimizer = type(trainer.optimizers[0]).__name__
+    lrs = [event.value for event in read_events(out).Scalars(f"lr-{optimizer}")]
+    assert len(lrs) == trainer.global_step, "one lr per optimizer step"
+    return lrs, trainer
+
+
+@pytest.mark.parametrize(
+    "option, cls, extra",
+    [
+        ("adam", torch.optim.Adam, {}),
+        ("adamw", torch.optim.AdamW, {}),
+        ("sgd", torch.optim.SGD, {"momentum": 0.9}),
+    ],
+)
+def test_each_optimizer_option_builds_its_torch_class_with_the_overrides(tmp_path, option, cls, extra):
+    cfg = compose_train([f"optim={option}", "optim.lr=0.003", "optim.weight_decay=0.001"], tmp_path)
+    optimizer = make_optimizer(dict(cfg.optim), [torch.nn.Parameter(torch.zeros(2))])
+    assert type(optimizer) is cls
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (0.003, 0.001)
+    assert {key: group[key] for key in extra} == extra
+
+
+def test_constant_lr_without_a_scheduler(tmp_path):
+    lrs, trainer = fit_and_read_lrs(["optim=adam", "scheduler=none", "optim.lr=0.02"], tmp_path)
+    assert isinstance(trainer.optimizers[0], torch.optim.Adam) and trainer.lr_scheduler_configs == []
+    assert lrs == pytest.approx([0.02] * 22)
+
+
+def test_cosine_anneals_over_the_estimated_steps(tmp_path):
+    lrs, trainer = fit_and_read_lrs(["optim=sgd", "scheduler=cosine", "optim.lr=0.04"], tmp_path)
+    config = trainer.lr_scheduler_configs[0]
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert isinstance(trainer.optimizers[0], torch.optim.SGD) and config.interval == "step"
+    total = trainer.estimated_stepping_batches
+    assert total == 22 and config.scheduler.T_max == 22
+    assert lrs == pytest.approx([0.02 * (1 + math.cos(math.pi * s / total)) for s in range(22)], rel=1e-5)
+
+
+def test_warmup_then_cosine_over_the_remaining_steps(tmp_path):
+    overrides = ["optim=adamw", "scheduler=warmup_cosine", "scheduler.warmup_steps=5", "optim.lr=0.01"]
+    lrs, trainer = fit_and_read_lrs(overrides, tmp_path)
+    assert isinstance(trainer.optimizers[0], torch.optim.AdamW)
+    warmup = [0.01 * (s + 1) / 5 for s in range(5)]
+    cosine = [0.005 * (1 + math.cos(math.pi * s / 17)) for s in range(17)]  # 22 - 5 steps
+    assert lrs == pytest.approx(warmup + cosine, rel=1e-5)
+    # The scheduler's state travels in the checkpoint, which still loads without unpickling code.
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["lr_schedulers"][0]["lr_lambdas"][0]["warmup_steps"] == 5
+    assert checkpoint["hyper_parameters"]["scheduler"]["_target_"] == "seqexp.optimization.warmup_cosine"
+
+
+def test_plateau_halves_the_lr_after_each_validation_without_improvement(tmp_path):
+    # threshold=10 (relative): no val/loss counts as an improvement, patience 0: halve after every epoch.
+    overrides = [
+        "scheduler=plateau",
+        "scheduler.patience=0",
+        "+scheduler.threshold=10",
+        "trainer.max_epochs=3",
+    ]
+    lrs, trainer = fit_and_read_lrs(overrides, tmp_path)
+    config = trainer.lr_scheduler_configs[0]
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert (config.interval, config.monitor) == ("epoch", "val/loss")
+    assert lrs == pytest.approx([0.01] * 11 + [0.005] * 11 + [0.0025] * 11)
+
+
+def test_a_new_yaml_file_in_each_group_works_without_code(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "optim").mkdir(parents=True)
+    (conf / "scheduler").mkdir()
+    (conf / "optim" / "rmsprop.yaml").write_text(
+        "_target_: torch.optim.RMSprop\n_partial_: true\nlr: 0.008\n"
+    )
+    (conf / "scheduler" / "halving.yaml").write_text(
+        "_target_: torch.optim.lr_scheduler.StepLR\n_partial_: true\nstep_size: 4\ngamma: 0.5\n"
+        "lightning:\n  interval: step\n"
+    )
+    overrides = [f"hydra.searchpath=[file://{conf}]", "optim=rmsprop", "scheduler=halving"]
+    lrs, trainer = fit_and_read_lrs(overrides, tmp_path / "run")
+    assert isinstance(trainer.optimizers[0], torch.optim.RMSprop)
+    assert lrs == pytest.approx([0.008 * 0.5 ** (s // 4) for s in range(22)])
+
+
+def test_hparams_are_every_scalar_knob_and_the_chosen_options(tmp_path):
+    overrides = ["optim=sgd", "scheduler=cosine", "+model.my_knob=3", "+my_top_level_knob=abc"]
+    cfg = compose_train(overrides, tmp_path, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as the task sees it
+    try:
+        hparams = _flat_hparams(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+    # New keys show up without a hand-kept list; so do the options chosen in each group.
+    assert hparams["model.my_knob"] == 3 and hparams["my_top_level_knob"] == "abc"
+    assert (hparams["optim"], hparams["scheduler"], hparams["model"], hparams["data"]) == (
+        "sgd",
+        "cosine",
+        "rnn",
+        "sine",
+    )
+    assert (
+        hparams["optim.momentum"] == 0.9
+        and hparams["scheduler.eta_min"] == 0.0
+        and hparams["seq_length"] == 50
+    )
+    # How the run is executed, Hydra's own keys and the _target_ paths are not knobs.
+    assert not [
+        key for key in hparams if key.split(".")[0] in ("trainer", "callbacks", "logger", "paths", "hydra")
+    ]
+    assert not [key for key in hparams if "_target_" in key or "_partial_" in key]
+    assert all(isinstance(value, str | int | float | bool | None) for value in hparams.values())
