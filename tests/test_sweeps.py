@@ -4,9 +4,12 @@ import math
 
 import optuna
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seqexp.app.run_status import read_status
+from seqexp.app.sweep_setup import expand_group_globs
+from tests.helpers import REPO
 
 
 def job_dirs(sweep):
@@ -101,3 +104,19 @@ def test_a_search_space_naming_what_the_config_lacks_is_refused_before_any_trial
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: hydra.sweeper.params: {message}"), result.stderr
     assert not sweep.exists()  # no study, no trial
+
+
+def test_the_search_spaces_take_in_a_cell_added_as_one_yaml_file(tmp_path):
+    # README: a new cell is a module and a conf/model/<name>.yaml, "nothing else needs to change" -
+    # the search spaces say model: glob(*), which seqexp turns into a choice of every cell.
+    added = tmp_path / "conf" / "model"
+    added.mkdir(parents=True)
+    (added / "my-cell.yaml").write_text("defaults:\n  - gru\n")
+    for search in ("optuna", "optuna_text"):
+        overrides = [f"hparams_search={search}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            config = compose("train", overrides=overrides, return_hydra_config=True)
+            expand_group_globs(config)
+        cells = config.hydra.sweeper.params.model
+        assert cells.startswith("choice(") and "my-cell" in cells
+        assert {"rnn", "lstm", "gru", "peephole-lstm"} <= set(cells[len("choice(") : -1].split(", "))

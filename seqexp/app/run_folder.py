@@ -78,6 +78,19 @@ def _claim(folder: Path) -> bool:
     return True
 
 
+def release_folder(folder: Path) -> None:
+    """Undo this process's claim of ``folder`` when nothing else was written there yet (a run refused
+    after the claim): the folder goes, as if the run had never started."""
+    marker = folder / OWNER
+    if (
+        marker.is_file()
+        and marker.read_text().strip() == str(os.getpid())
+        and len(list(folder.iterdir())) == 1
+    ):
+        marker.unlink()
+        folder.rmdir()
+
+
 def _same_slurm_job(folder: Path) -> bool:
     """Whether ``folder`` is this very SLURM job's, from before SLURM requeued it."""
     try:

@@ -13,10 +13,12 @@ from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.cli import exit_with_user_error
+from seqexp.app.run_folder import release_folder
 from seqexp.errors import ConfigError, first_line
 
 _ABSENT = object()
@@ -25,9 +27,11 @@ _ABSENT = object()
 class SweepSetup(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            expand_group_globs(config)
             check_search_space(config)
         except ConfigError as error:
             # Hydra turns a callback's exceptions into warnings and carries on; only an exit stops it.
+            release_folder(Path(config.hydra.sweep.dir))  # a refused search leaves no folder behind
             exit_with_user_error(error)
         # An Optuna study kept in SQLite under the sweep folder is opened before the launcher would
         # create that folder.
@@ -54,15 +58,43 @@ def check_search_space(config: DictConfig) -> None:
             continue
         if name in config.hydra.runtime.choices:
             if override.is_sweep_override():
-                _check_group_options(name, list(override.sweep_string_iterator()))
+                _check_group_options(config, name, list(override.sweep_string_iterator()))
             else:
-                _check_group_options(name, [override.get_value_element_as_str()])
+                _check_group_options(config, name, [override.get_value_element_as_str()])
         elif OmegaConf.select(config, name, default=_ABSENT) is _ABSENT:
             raise ConfigError(f"{where} is not a key of the configuration{_suggestion(config, name)}")
 
 
-def _check_group_options(group: str, chosen: list[str]) -> None:
-    options = GlobalHydra.instance().config_loader().get_group_options(group)
+def expand_group_globs(config: DictConfig) -> None:
+    """Turn ``model: glob(*)`` in ``hydra.sweeper.params`` into ``choice(gru, lstm, ...)`` of the group's
+    options, in place: Hydra's basic sweeper globs config groups, the Optuna sweeper does not. So a search
+    space that says ``glob(*)`` takes in a cell added as conf/model/<name>.yaml with no other change."""
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    for key, value in list(params.items()):
+        try:
+            (override,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
+        except Exception:  # not a valid override: check_search_space names the problem
+            continue
+        group = override.key_or_group
+        if isinstance(override.value(), Glob) and group in config.hydra.runtime.choices:
+            chosen = override.value().filter(_group_options(config, group))
+            if not chosen:
+                raise ConfigError(
+                    f"hydra.sweeper.params: {key}={value} matches no option of the {group} group"
+                )
+            with open_dict(config):
+                params[key] = f"choice({', '.join(chosen)})"
+
+
+def _group_options(config: DictConfig, group: str) -> list[str]:
+    """The options of ``group`` as this command sees them, ``hydra.searchpath`` additions included."""
+    overrides = [*config.hydra.overrides.hydra, *config.hydra.overrides.task]
+    loader = GlobalHydra.instance().config_loader()
+    return loader.get_group_options(group, config_name=config.hydra.job.config_name, overrides=overrides)
+
+
+def _check_group_options(config: DictConfig, group: str, chosen: list[str]) -> None:
+    options = _group_options(config, group)
     for option in chosen:
         if option not in options:
             raise ConfigError(
