@@ -3,6 +3,11 @@
     series (N items)  ->  rows (world_size * batch_size, R)  ->  this rank's rows (batch_size, R)
     window k:  x = rows[:, k*T : (k+1)*T],  y = rows[:, k*T+1 : (k+1)*T+1]
 
+A dataset whose target is not the next item (``data=echo``) supplies an aligned target series as well:
+targets[i] is what the model should output after reading series[i]. Both are cut into rows the same
+way and windows are taken at the same offsets, y = target_rows[:, k*T : (k+1)*T]; the number of rows
+and windows, the ranks' shards and the carry are exactly those of the next-step layout.
+
 Row j of window k continues row j of window k-1, so the hidden state left by one window is the right
 initial state for the next (truncated BPTT). Every rank gets the same number of equal-shaped windows,
 which keeps DDP ranks in lock-step.
@@ -53,8 +58,11 @@ class WindowStream(Dataset):
         name: str = "series",
         unit: str = "items",
         device: torch.device | None = None,
+        targets: torch.Tensor | None = None,
     ) -> None:
         rows = world_size * batch_size
+        if targets is not None and len(targets) != len(series):
+            raise ValueError(f"the {name} has {len(series)} inputs but {len(targets)} targets")
         if windows_per_row(len(series), rows, seq_length) < 1:
             raise ConfigError(
                 f"the {name} has {len(series)} {unit}, too short for one window of seq_length={seq_length} "
@@ -64,6 +72,10 @@ class WindowStream(Dataset):
         # Only this rank's rows go to its device, once: each window is then a view there, with no
         # host-to-device copy per step.
         self.rows = rank_rows(series, batch_size, world_size, rank).to(device)
+        # None: the target is the next item of the series itself.
+        self.target_rows = (
+            None if targets is None else rank_rows(targets, batch_size, world_size, rank).to(device)
+        )
         self.seq_length = seq_length
         self.n_windows = windows_per_row(len(series), rows, seq_length)
 
@@ -75,5 +87,7 @@ class WindowStream(Dataset):
             raise IndexError(k)
         start = k * self.seq_length
         x = self.rows[:, start : start + self.seq_length]
+        if self.target_rows is not None:
+            return x, self.target_rows[:, start : start + self.seq_length]
         y = self.rows[:, start + 1 : start + self.seq_length + 1]
         return x, y
