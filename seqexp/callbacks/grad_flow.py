@@ -16,8 +16,8 @@ from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from seqexp.callbacks.tensorboard import tensorboard_writer
 from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
 from seqexp.errors import ConfigError
+from seqexp.report.runs import GRAD_FLOW_FILE
 
-CURVE_FILE = "grad_flow.json"
 KEY = "callbacks.grad_flow."  # where conf/callbacks/default.yaml puts this callback, for messages
 
 
@@ -61,7 +61,7 @@ class GradientFlow(pl.Callback):
         writer.add_scalar("val/memory_steps", memory, global_step=step)
         writer.add_figure("val/grad_flow", self.figure(norms, memory, seq_length, step), global_step=step)
         curve = {"step": step, "seq_length": seq_length, "memory_steps": memory, "norms": norms.tolist()}
-        (Path(writer.log_dir) / CURVE_FILE).write_text(json.dumps(curve))
+        (Path(writer.log_dir) / GRAD_FLOW_FILE).write_text(json.dumps(curve))
 
     def stretches(
         self, datamodule: pl.LightningDataModule, seq_length: int
