@@ -19,3 +19,10 @@ class BatchRecorder(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.batches, self.out_dir / f"rank{trainer.global_rank}.pt")
+
+
+class PairRecorder(BatchRecorder):
+    """Saves every training batch as an ``(inputs, targets)`` pair, for datasets with their own targets."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append(tuple(part.detach().cpu().clone() for part in batch))

@@ -103,3 +103,18 @@ def test_the_forecast_feeds_back_exactly_what_the_model_predicted():
     # The forecast is those predictions, in order: the one after the warm-up, then each fed-back answer.
     expected = torch.cat([spy.outputs[0][:, -1:], *spy.outputs[1:]], dim=1)[0]
     assert torch.equal(forecast, expected) and forecast.shape == (5, 2)
+
+
+@pytest.mark.parametrize("cell", CELLS[1:])
+def test_remember_bias_opens_the_gate_that_keeps_the_state(cell: str):
+    torch.manual_seed(0)
+    model = SequenceModel(cell, 1, 1, False, hidden_size=4, num_layers=2, remember_bias=3.0)
+    for name, parameter in model.core.named_parameters():
+        if name.startswith("bias_"):
+            expected = 3.0 if name.startswith("bias_ih") else 0.0
+            assert torch.all(parameter[4:8] == expected), name
+    # With the gate open the gradient reaches much further back than with torch's initialisation.
+    torch.manual_seed(0)
+    plain = SequenceModel(cell, 1, 1, False, hidden_size=4, num_layers=2)
+    x, y = torch.randn(2, 40, 1), torch.randn(2, 40, 1)
+    assert gradient_flow(model, x, y, False)[30] > 10 * gradient_flow(plain, x, y, False)[30]

@@ -250,7 +250,7 @@ def test_model_config_builds_the_cell(override: list[str]) -> None:
         cfg = compose("train", overrides=["model=peephole-lstm", *(f"model.{o}" for o in override)]).model
     module_name, _, class_name = cfg.cell.rpartition(".")
     cell_cls = getattr(importlib.import_module(module_name), class_name)
-    known = {"cell", "hidden_size", "num_layers", "dropout", "encoder", "embedding_dim"}
+    known = {"cell", "hidden_size", "num_layers", "dropout", "encoder", "embedding_dim", "remember_bias"}
     extra = {key: value for key, value in cfg.items() if key not in known}
     cell = cell_cls(
         input_size=3, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout, **extra
