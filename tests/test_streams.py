@@ -92,7 +92,7 @@ def test_echo_targets_are_the_inputs_delay_steps_earlier_in_every_split():
     inputs = torch.cat([datamodule.splits["train"], datamodule.splits["val"]])
     targets = torch.cat([datamodule.targets["train"], datamodule.targets["val"]])
     assert torch.equal(targets[5:], inputs[:-5]) and not targets[:5].any()
-    assert inputs.std() > 0.5  # random, not constant
+    assert set(inputs.flatten().tolist()) == {-1.0, 1.0} and abs(float(inputs.mean())) < 0.15  # random signs
     # The windows the model trains on carry the same pairing.
     x, y = datamodule.stream("train")[3]
     assert x.shape == y.shape == (2, 10, 1)

@@ -1,4 +1,4 @@
-"""The classic memory task: random inputs, and the target is the input ``delay`` steps ago.
+"""The classic memory task: random signs, and the target is the input ``delay`` steps ago.
 
 Predicting it needs a memory of the last ``delay`` inputs and nothing else, so it separates the cells
 that the sine (one step of a smooth curve) does not: a vanilla RNN's gradient fades long before 30 steps,
@@ -16,11 +16,11 @@ from seqexp.errors import ConfigError
 def echo_series(
     n_points: int, delay: int, noise: float = 0.0, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs, targets)``, each ``(n_points, 1)``: inputs uniform in [-1, 1], ``targets[t] =
-    inputs[t - delay]`` plus Gaussian noise of std ``noise`` (0 for the first ``delay`` steps, which have
-    nothing to echo yet)."""
+    """``(inputs, targets)``, each ``(n_points, 1)``: inputs random signs (-1 or +1, one bit a step),
+    ``targets[t] = inputs[t - delay]`` plus Gaussian noise of std ``noise`` (0 for the first ``delay``
+    steps, which have nothing to echo yet)."""
     generator = torch.Generator().manual_seed(seed)
-    inputs = torch.rand(n_points, 1, generator=generator) * 2 - 1
+    inputs = torch.randint(0, 2, (n_points, 1), generator=generator).float() * 2 - 1
     targets = torch.zeros_like(inputs)
     targets[delay:] = inputs[: n_points - delay]
     if noise > 0:

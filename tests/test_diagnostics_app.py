@@ -1,0 +1,54 @@
+"""The diagnostics through the app: the forecast of a trained sine, the echo claim of the README."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import read_events
+
+
+def test_a_trained_sine_seed_forecasts_far_better_than_predicting_zero(run_dir: Path, run_script):
+    result = run_script(
+        "train.py", "experiment=sine_seed", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = read_events(run_dir)
+    forecast_mse = events.Scalars("val/forecast_mse")[-1].value
+    # Predicting zero for a unit sine costs its mean square, 0.5, over whole periods (2.5 here).
+    assert forecast_mse < 0.5 / 4, forecast_mse
+    assert "val/forecast" in events.Tags()["images"] and "val/grad_flow" in events.Tags()["images"]
+    assert events.Scalars("val/memory_steps")[-1].value >= 1
+
+
+@pytest.mark.slow
+def test_with_the_echo_preset_the_gated_cells_solve_delay_30_and_the_vanilla_rnn_does_not(
+    tmp_path, run_script
+):
+    import csv
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from tests.helpers import REPO
+
+    sweep = tmp_path / "sweep"
+    cells = "model=rnn,lstm,gru,peephole-lstm"
+    result = run_script(
+        "train.py", "-m", "experiment=echo", cells, "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep}", timeout=3600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = run_script("report.py", str(sweep))
+    assert report.returncode == 0, report.stderr
+    with (sweep / "leaderboard.csv").open(newline="") as file:
+        mse = {row["model"]: float(row["best val/mse"]) for row in csv.DictReader(file)}
+
+    # The variance of the held-out targets, from the preset's own data.
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        datamodule = instantiate(compose("train", overrides=["experiment=echo"]).data)
+    datamodule.setup()
+    variance = float(datamodule.targets["val"].var())
+    assert variance == pytest.approx(1.0, abs=0.05)  # random signs
+    for cell in ("lstm", "gru", "peephole-lstm"):
+        assert mse[cell] < 0.1 * variance, (cell, mse)
+    assert mse["rnn"] > 0.1 * variance, mse
