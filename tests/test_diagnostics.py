@@ -118,3 +118,18 @@ def test_remember_bias_opens_the_gate_that_keeps_the_state(cell: str):
     plain = SequenceModel(cell, 1, 1, False, hidden_size=4, num_layers=2)
     x, y = torch.randn(2, 40, 1), torch.randn(2, 40, 1)
     assert gradient_flow(model, x, y, False)[30] > 10 * gradient_flow(plain, x, y, False)[30]
+
+
+class OtherLSTM(nn.LSTM):
+    """A cell with the nn.LSTM calling convention that remember_bias does not know."""
+
+
+def test_remember_bias_is_refused_for_a_cell_it_does_not_know():
+    from seqexp.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"model.remember_bias=2.0 .*model.cell=tests.test_diagnostics.OtherLSTM"
+    ):
+        SequenceModel("tests.test_diagnostics.OtherLSTM", 1, 1, False, hidden_size=4, remember_bias=2.0)
+    rnn = SequenceModel("torch.nn.RNN", 1, 1, False, hidden_size=4, remember_bias=2.0)  # no gate: nothing set
+    assert all(abs(float(b)) < 1 for name, p in rnn.core.named_parameters() if "bias" in name for b in p)

@@ -52,3 +52,17 @@ def test_with_the_echo_preset_the_gated_cells_solve_delay_30_and_the_vanilla_rnn
     for cell in ("lstm", "gru", "peephole-lstm"):
         assert mse[cell] < 0.1 * variance, (cell, mse)
     assert mse["rnn"] > 0.1 * variance, mse
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("callbacks.grad_flow.every=0", ["callbacks.grad_flow.every=0", ">= 1"]),
+        ("callbacks.sine_fit.horizon=0", ["callbacks.sine_fit.horizon=0", ">= 1"]),
+        ("data.delay=-1", ["data.delay=-1", ">= 0"]),
+    ],
+)
+def test_bad_diagnostics_and_echo_values_are_one_error_line(override, fragments, run_script):
+    from tests.helpers import assert_user_error
+
+    assert_user_error(run_script("train.py", "data=echo", override), *fragments)

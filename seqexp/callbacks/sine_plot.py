@@ -53,7 +53,7 @@ class SineFitPlot(pl.Callback):
         t = [dt * (i + shift) for i in range(len(x))]
         fit.plot(t, target[:, 0].tolist(), "b-", alpha=0.4, label="target, y")
         fit.plot(t, prediction.cpu()[0, :, 0].tolist(), "b.", label="prediction")
-        fit.set_title(f"one-step fit at step {step}")
+        fit.set_title(f"{'one-step ' if next_step else ''}fit at step {step}")
         _finish(fit)
         if not (next_step and horizon > 0):
             figure.subplots_adjust(right=0.8)
