@@ -23,19 +23,25 @@ KEY = "callbacks.sine_fit."  # where conf/callbacks/default.yaml puts this callb
 class SineFitPlot(pl.Callback):
     """The model over the first ``n_points`` of the validation series, and a forecast that warms up on
     its first ``warm_up`` points and then runs closed-loop for ``horizon`` steps (fewer where the split
-    ends sooner)."""
+    ends sooner); at the first validation and then every ``every``-th (drawing costs more than a small
+    model's validation)."""
 
-    def __init__(self, n_points: int = 120, warm_up: int = 40, horizon: int = 100) -> None:
-        for name, value in (("n_points", n_points), ("warm_up", warm_up), ("horizon", horizon)):
+    def __init__(self, n_points: int = 120, warm_up: int = 40, horizon: int = 100, every: int = 1) -> None:
+        values = (("n_points", n_points), ("warm_up", warm_up), ("horizon", horizon), ("every", every))
+        for name, value in values:
             if value < 1:
                 raise ConfigError(f"{KEY}{name}={value} is invalid: it must be an integer >= 1")
-        self.n_points, self.warm_up, self.horizon = n_points, warm_up, horizon
+        self.n_points, self.warm_up, self.horizon, self.every = n_points, warm_up, horizon, every
+        self.validations = 0
 
     @rank_zero_only
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
         writer = tensorboard_writer(trainer)
         if trainer.sanity_checking or writer is None or datamodule.spec.tokens:
+            return
+        self.validations += 1
+        if (self.validations - 1) % self.every:
             return
         inputs, targets = datamodule.aligned("val")
         x, target = inputs[: self.n_points], targets[: self.n_points]
