@@ -20,7 +20,7 @@ def test_default_sine_run_logs_scalars_figures_hparams_and_checkpoints(run_dir: 
     for tag in ("train/loss", "val/loss", "val/mse", "train/grad_norm", "lr-Adam", "hp/best_val_loss"):
         assert tag in tags["scalars"], tag
     assert "val/forecast" in tags["images"] and "val/grad_flow" in tags["images"]
-    # At the first validation, then every 3rd (callbacks.sine_fit.every): one of the two here, a real PNG.
+    # At the first validation, then every 5th (callbacks.sine_fit.every): one of the two here, a real PNG.
     figures = events.Images("val/forecast")
     assert len(figures) == 1 and figures[0].encoded_image_string.startswith(b"\x89PNG")
     assert len(events.Scalars("val/forecast_mse")) == 1
