@@ -11,19 +11,20 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
-from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_warn
+from torch.utils.tensorboard import SummaryWriter
 
-from seqexp.callbacks.tensorboard import tensorboard_writer
+from seqexp.callbacks.periodic import PeriodicDiagnostic
 from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
 from seqexp.errors import ConfigError
 from seqexp.report.runs import GRAD_FLOW_FILE
 
-KEY = "callbacks.grad_flow."  # where conf/callbacks/default.yaml puts this callback, for messages
 
+class GradientFlow(PeriodicDiagnostic):
+    key = "callbacks.grad_flow."  # where conf/callbacks/default.yaml puts this callback, for messages
 
-class GradientFlow(pl.Callback):
-    """Measures :func:`seqexp.diagnostics.gradient_flow` on held-out stretches every ``every``
-    validations.
+    """Measures :func:`seqexp.diagnostics.gradient_flow` on held-out stretches at the first validation,
+    every ``every``-th after it and for the final model.
 
     The stretches are the first ``rows`` non-overlapping pieces of length L of the validation split
     (L = ``length``, or ``length_factor`` x seq_length when ``length`` is null, so the figure shows what
@@ -33,22 +34,15 @@ class GradientFlow(pl.Callback):
     def __init__(
         self, every: int = 5, length: int | None = None, length_factor: int = 4, rows: int = 8
     ) -> None:
-        for name, value in (("every", every), ("length_factor", length_factor), ("rows", rows)):
+        super().__init__(every)
+        for name, value in (("length_factor", length_factor), ("rows", rows)):
             if value < 1:
-                raise ConfigError(f"{KEY}{name}={value} is invalid: it must be an integer >= 1")
+                raise ConfigError(f"{self.key}{name}={value} is invalid: it must be an integer >= 1")
         if length is not None and length < 1:
-            raise ConfigError(f"{KEY}length={length} is invalid: it must be null or an integer >= 1")
-        self.every, self.length, self.length_factor, self.rows = every, length, length_factor, rows
-        self.validations = 0
+            raise ConfigError(f"{self.key}length={length} is invalid: it must be null or an integer >= 1")
+        self.length, self.length_factor, self.rows = length, length_factor, rows
 
-    @rank_zero_only
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if trainer.sanity_checking or writer is None:
-            return
-        self.validations += 1
-        if (self.validations - 1) % self.every:  # the first validation, then every `every`-th
-            return
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
         datamodule = trainer.datamodule
         seq_length = datamodule.seq_length
         x, y = self.stretches(datamodule, seq_length)

@@ -11,38 +11,33 @@ import pytorch_lightning as pl
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
 
-from seqexp.callbacks.tensorboard import tensorboard_writer
+from seqexp.callbacks.periodic import PeriodicDiagnostic
 from seqexp.diagnostics import closed_loop_forecast
 from seqexp.errors import ConfigError
 
-KEY = "callbacks.sine_fit."  # where conf/callbacks/default.yaml puts this callback, for messages
 
-
-class SineFitPlot(pl.Callback):
+class SineFitPlot(PeriodicDiagnostic):
     """The model over the first ``n_points`` of the validation series, and a forecast that warms up on
     its first ``warm_up`` points and then runs closed-loop for ``horizon`` steps (fewer where the split
-    ends sooner); at the first validation and then every ``every``-th (drawing costs more than a small
-    model's validation)."""
+    ends sooner); at the first validation, every ``every``-th after it (drawing costs more than a small
+    model's validation) and for the final model."""
+
+    key = "callbacks.sine_fit."  # where conf/callbacks/default.yaml puts this callback, for messages
 
     def __init__(self, n_points: int = 120, warm_up: int = 40, horizon: int = 100, every: int = 1) -> None:
-        values = (("n_points", n_points), ("warm_up", warm_up), ("horizon", horizon), ("every", every))
-        for name, value in values:
+        super().__init__(every)
+        for name, value in (("n_points", n_points), ("warm_up", warm_up), ("horizon", horizon)):
             if value < 1:
-                raise ConfigError(f"{KEY}{name}={value} is invalid: it must be an integer >= 1")
-        self.n_points, self.warm_up, self.horizon, self.every = n_points, warm_up, horizon, every
-        self.validations = 0
+                raise ConfigError(f"{self.key}{name}={value} is invalid: it must be an integer >= 1")
+        self.n_points, self.warm_up, self.horizon = n_points, warm_up, horizon
 
-    @rank_zero_only
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        return not pl_module.spec.tokens
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
         datamodule = trainer.datamodule
-        writer = tensorboard_writer(trainer)
-        if trainer.sanity_checking or writer is None or datamodule.spec.tokens:
-            return
-        self.validations += 1
-        if (self.validations - 1) % self.every:
-            return
         inputs, targets = datamodule.aligned("val")
         x, target = inputs[: self.n_points], targets[: self.n_points]
         prediction, _ = pl_module.predict_sequence(x.unsqueeze(0))
