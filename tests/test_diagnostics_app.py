@@ -69,3 +69,23 @@ def test_bad_diagnostics_and_echo_values_are_one_error_line(override, fragments,
     from tests.helpers import assert_user_error
 
     assert_user_error(run_script("train.py", "data=echo", override), *fragments)
+
+
+def test_compare_cells_runs_the_four_cells_on_the_same_data_budget_and_seed(tmp_path, run_script):
+    from omegaconf import OmegaConf
+
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "experiment=compare_cells", "data=echo", "data.n_points=3000", "seq_length=40",
+        "data.batch_size=2", "model.hidden_size=8", "trainer.max_steps=6", "trainer.val_check_interval=3",
+        "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    configs = [OmegaConf.load(sweep / str(job) / ".hydra" / "config.yaml") for job in range(4)]
+    assert [c.model.cell.rsplit(".", 1)[-1] for c in configs] == ["RNN", "LSTM", "GRU", "PeepholeLSTM"]
+    for config in configs:  # everything but the cell is the same
+        assert config.data == configs[0].data and config.trainer == configs[0].trainer
+        assert (config.seed, config.model.hidden_size, config.optim) == (0, 8, configs[0].optim)
+    report = run_script("report.py", str(sweep))
+    assert report.returncode == 0, report.stderr
+    assert (sweep / "grad_flow.png").read_bytes().startswith(b"\x89PNG")
