@@ -89,3 +89,41 @@ def test_compare_cells_runs_the_four_cells_on_the_same_data_budget_and_seed(tmp_
     report = run_script("report.py", str(sweep))
     assert report.returncode == 0, report.stderr
     assert (sweep / "grad_flow.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_logged_gradient_flow_of_the_final_model_matches_finite_differences(
+    run_dir, run_script, tiny_sine
+):
+    import json
+
+    import torch
+
+    from seqexp.checkpoints import model_from_checkpoint, read_checkpoint
+    from seqexp.data.sine import sine_series
+    from tests.test_diagnostics import finite_difference_flow
+
+    result = run_script(
+        "train.py", *tiny_sine, "model=lstm", "model.hidden_size=4", f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    curve = json.loads((run_dir / "tensorboard" / "grad_flow.json").read_text())
+    events = read_events(run_dir)
+    assert curve["memory_steps"] == events.Scalars("val/memory_steps")[-1].value
+    assert (
+        curve["step"]
+        == events.Scalars("val/memory_steps")[-1].step
+        == events.Scalars("val/loss")[-1].step + 1
+    )
+
+    # Independently: the final model (last.ckpt), the validation curve cut into stretches of
+    # 4 x seq_length from its start, central differences in float64.
+    model, _ = model_from_checkpoint(read_checkpoint(run_dir))
+    model = model.double()
+    val = sine_series(600, seed=42)[600 - 120 :].double()  # tiny_sine: 600 points, the last 20 % held out
+    inputs, targets = val[:-1], val[1:]
+    rows = len(inputs) // 40
+    x = inputs[: rows * 40].reshape(rows, 40, 1)
+    y = targets[: rows * 40].reshape(rows, 40, 1)
+    expected = finite_difference_flow(model, x, y, tokens=False)
+    assert len(curve["norms"]) == 40 and rows == 2
+    assert torch.allclose(torch.tensor(curve["norms"], dtype=torch.float64), expected, rtol=1e-3, atol=1e-9)

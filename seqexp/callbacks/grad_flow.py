@@ -21,8 +21,6 @@ from seqexp.report.runs import GRAD_FLOW_FILE
 
 
 class GradientFlow(PeriodicDiagnostic):
-    key = "callbacks.grad_flow."  # where conf/callbacks/default.yaml puts this callback, for messages
-
     """Measures :func:`seqexp.diagnostics.gradient_flow` on held-out stretches at the first validation,
     every ``every``-th after it and for the final model.
 
@@ -31,8 +29,10 @@ class GradientFlow(PeriodicDiagnostic):
     truncation throws away), each run from a zero state; L shrinks to fit a short split.
     """
 
+    key = "callbacks.grad_flow."  # where conf/callbacks/default.yaml puts this callback, for messages
+
     def __init__(
-        self, every: int = 5, length: int | None = None, length_factor: int = 4, rows: int = 8
+        self, every: int = 10, length: int | None = None, length_factor: int = 4, rows: int = 8
     ) -> None:
         super().__init__(every)
         for name, value in (("length_factor", length_factor), ("rows", rows)):
@@ -69,10 +69,11 @@ class GradientFlow(PeriodicDiagnostic):
             )
             length = len(inputs)
         rows = min(self.rows, len(inputs) // length)
-        shape = (rows, length)
-        return inputs[: rows * length].reshape(*shape, *inputs.shape[1:]), targets[: rows * length].reshape(
-            *shape, *targets.shape[1:]
-        )
+
+        def cut(series: torch.Tensor) -> torch.Tensor:
+            return series[: rows * length].reshape(rows, length, *series.shape[1:])
+
+        return cut(inputs), cut(targets)
 
     @staticmethod
     def figure(norms: torch.Tensor, memory: int, seq_length: int, step: int) -> Figure:
