@@ -41,3 +41,10 @@ class TokenMappingRecorder(pl.Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         record = {"dtype": str(rows.dtype), "mapped": mapped}
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class PairRecorder(BatchRecorder):
+    """Saves every training batch as an ``(inputs, targets)`` pair, for datasets with their own targets."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append(tuple(part.detach().cpu().clone() for part in batch))

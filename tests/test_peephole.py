@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from seqexp.errors import ConfigError
@@ -239,11 +238,14 @@ def test_bad_peephole_options_are_refused_by_the_cell(kwargs: dict, message: str
 
 @pytest.mark.parametrize("override", [[], ["peephole=full"]])
 def test_model_config_builds_the_cell(override: list[str]) -> None:
-    cfg = OmegaConf.load(ROOT / "conf/model/peephole-lstm.yaml")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(override))
+    from hydra import compose, initialize_config_dir
+
+    # Composed as a run composes it: the size comes from conf/train.yaml, shared by every cell.
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["model=peephole-lstm", *(f"model.{o}" for o in override)]).model
     module_name, _, class_name = cfg.cell.rpartition(".")
     cell_cls = getattr(importlib.import_module(module_name), class_name)
-    known = {"cell", "hidden_size", "num_layers", "dropout", "encoder", "embedding_dim"}
+    known = {"cell", "hidden_size", "num_layers", "dropout", "encoder", "embedding_dim", "remember_bias"}
     extra = {key: value for key, value in cfg.items() if key not in known}
     cell = cell_cls(
         input_size=3, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout, **extra

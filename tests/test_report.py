@@ -15,7 +15,8 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from scripts.report import main
-from seqexp.report.plots import AGAINST_PARAMETERS, AGAINST_THROUGHPUT, CURVES
+from seqexp.report.plots import AGAINST_PARAMETERS, AGAINST_THROUGHPUT, CURVES, GRAD_FLOW
+from tests.helpers import read_events
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ASK = "give a multirun folder or a folder of runs"
@@ -65,8 +66,14 @@ def test_a_sweep_with_a_failed_and_a_diverged_job_gets_a_full_leaderboard(
     assert markdown.startswith("| run | status |") and markdown.count("\n| ") == 4  # one line per job
     assert "| 3 | failed |" in markdown
     assert "failed" in report.stdout and "leaderboard.md" in report.stdout
-    for chart in (CURVES, AGAINST_PARAMETERS, AGAINST_THROUGHPUT):
+    for chart in (CURVES, AGAINST_PARAMETERS, AGAINST_THROUGHPUT, GRAD_FLOW):
         assert (sweep / chart).read_bytes().startswith(PNG_SIGNATURE)
+
+    # The diagnostics' columns: the last memory_steps and forecast_mse, the final model's.
+    events = read_events(sweep / rows[0]["run"])
+    assert int(rows[0]["memory_steps"]) == int(events.Scalars("val/memory_steps")[-1].value)
+    assert float(rows[0]["forecast_mse"]) == pytest.approx(events.Scalars("val/forecast_mse")[-1].value)
+    assert "| memory_steps | forecast_mse |" in markdown
 
 
 # -- runs built by hand ---------------------------------------------------------------------------

@@ -72,3 +72,47 @@ def test_the_dataloader_serves_the_windows_in_order_without_copies():
     for k, (x, y) in enumerate(served):
         assert torch.equal(x, stream[k][0]) and torch.equal(y, stream[k][1])
         assert x.untyped_storage().data_ptr() == storage  # a view of the split, not a copy
+
+
+def test_an_aligned_target_series_is_windowed_at_the_same_offsets_as_the_inputs():
+    series, targets = torch.arange(1000), -torch.arange(1000)
+    plain = WindowStream(series, batch_size=3, seq_length=7, world_size=2, rank=1)
+    paired = WindowStream(series, batch_size=3, seq_length=7, world_size=2, rank=1, targets=targets)
+    assert len(paired) == len(plain)  # the same rows and windows as next-step prediction
+    for k in range(len(paired)):
+        x, y = paired[k]
+        assert torch.equal(x, plain[k][0]) and torch.equal(y, -x)
+
+
+def test_echo_targets_are_the_inputs_delay_steps_earlier_in_every_split():
+    from seqexp.data.echo import EchoDataModule
+
+    datamodule = EchoDataModule(delay=5, n_points=1000, batch_size=2, seq_length=10)
+    datamodule.setup()
+    inputs = torch.cat([datamodule.splits["train"], datamodule.splits["val"]])
+    targets = torch.cat([datamodule.targets["train"], datamodule.targets["val"]])
+    assert torch.equal(targets[5:], inputs[:-5]) and not targets[:5].any()
+    assert set(inputs.flatten().tolist()) == {-1.0, 1.0} and abs(float(inputs.mean())) < 0.15  # random signs
+    # The windows the model trains on carry the same pairing.
+    x, y = datamodule.stream("train")[3]
+    assert x.shape == y.shape == (2, 10, 1)
+    assert torch.equal(y[:, 5:], x[:, :-5])
+    # The held-out stretch's first targets echo the end of the training stretch.
+    val_inputs, val_targets = datamodule.aligned("val")
+    assert torch.equal(val_targets[:5], datamodule.splits["train"][-5:])
+    assert len(val_inputs) == len(val_targets) == 100
+
+
+def test_echo_noise_is_added_to_the_targets_only():
+    from seqexp.data.echo import echo_series
+
+    clean_x, clean_y = echo_series(500, delay=3, noise=0.0, seed=1)
+    noisy_x, noisy_y = echo_series(500, delay=3, noise=0.1, seed=1)
+    assert torch.equal(noisy_x, clean_x)
+    assert float((noisy_y - clean_y).std()) == pytest.approx(0.1, rel=0.2)
+
+
+def test_next_step_datasets_are_aligned_with_their_next_item():
+    datamodule = SineDataModule(n_points=400, batch_size=2, seq_length=10)
+    inputs, targets = datamodule.aligned("val")
+    assert torch.equal(targets[:-1], inputs[1:])

@@ -19,10 +19,14 @@ def test_default_sine_run_logs_scalars_figures_hparams_and_checkpoints(run_dir: 
     tags = events.Tags()
     for tag in ("train/loss", "val/loss", "val/mse", "train/grad_norm", "lr-Adam", "hp/best_val_loss"):
         assert tag in tags["scalars"], tag
-    assert "val/sine_fit" in tags["images"]
-    # One figure per validation (one per epoch here), each a real PNG.
-    figures = events.Images("val/sine_fit")
+    assert "val/forecast" in tags["images"] and "val/grad_flow" in tags["images"]
+    # At the first validation, every 5th (callbacks.sine_fit.every) and for the final model: the first of
+    # the two validations here, and the end of training; real PNGs.
+    figures = events.Images("val/forecast")
+    assert [f.step for f in figures] == [e.step for e in events.Scalars("val/forecast_mse")]
     assert len(figures) == 2 and all(f.encoded_image_string.startswith(b"\x89PNG") for f in figures)
+    # The final model: Lightning logs val/loss at the step before global_step.
+    assert figures[-1].step == events.Scalars("val/loss")[-1].step + 1
     val_losses = [e.value for e in events.Scalars("val/loss")]
     assert len(val_losses) == 2 and all(math.isfinite(v) for v in val_losses)
     assert [e.value for e in events.Scalars("val/mse")] == val_losses

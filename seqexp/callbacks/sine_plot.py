@@ -1,42 +1,95 @@
-"""At each validation, the sine fit as the lecture notes draw it: input points, target, prediction.
+"""At each validation, the fit of a float series as the lecture notes draw it (input points, target,
+prediction), and beside it the closed-loop forecast: the model fed its own predictions.
 
 Any float series works (the sine is the one we ship): the time axis uses the datamodule's ``time_step``.
+For next-step series the figure is ``val/forecast`` (one-step fit | forecast) with the scalar
+``val/forecast_mse``; a series with its own targets (data=echo) has no forecast to make, and gets the
+one-step fit alone as ``val/sine_fit``.
 """
 
 import pytorch_lightning as pl
+import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
 
-from seqexp.callbacks.tensorboard import tensorboard_writer
+from seqexp.callbacks.periodic import PeriodicDiagnostic
+from seqexp.diagnostics import closed_loop_forecast
+from seqexp.errors import ConfigError
 
 
-class SineFitPlot(pl.Callback):
-    """Logs ``val/sine_fit``: the model run over the first ``n_points`` of the validation curve."""
+class SineFitPlot(PeriodicDiagnostic):
+    """The model over the first ``n_points`` of the validation series, and a forecast that warms up on
+    its first ``warm_up`` points and then runs closed-loop for ``horizon`` steps (fewer where the split
+    ends sooner); at the first validation, every ``every``-th after it (drawing costs more than a small
+    model's validation) and for the final model."""
 
-    def __init__(self, n_points: int = 120) -> None:
-        self.n_points = n_points
+    key = "callbacks.sine_fit."  # where conf/callbacks/default.yaml puts this callback, for messages
 
-    @rank_zero_only
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def __init__(self, n_points: int = 120, warm_up: int = 40, horizon: int = 100, every: int = 1) -> None:
+        super().__init__(every)
+        for name, value in (("n_points", n_points), ("warm_up", warm_up), ("horizon", horizon)):
+            if value < 1:
+                raise ConfigError(f"{self.key}{name}={value} is invalid: it must be an integer >= 1")
+        self.n_points, self.warm_up, self.horizon = n_points, warm_up, horizon
+
+    def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        return not pl_module.spec.tokens
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
         datamodule = trainer.datamodule
-        writer = tensorboard_writer(trainer)
-        if trainer.sanity_checking or writer is None or datamodule.spec.tokens:
-            return
-        series = datamodule.splits["val"][: self.n_points + 1].squeeze(-1)
-        x, target = series[:-1], series[1:]
-        prediction, _ = pl_module.predict_sequence(x.view(1, -1, 1))
-        t = [datamodule.time_step * i for i in range(len(series))]
-
+        inputs, targets = datamodule.aligned("val")
+        x, target = inputs[: self.n_points], targets[: self.n_points]
+        prediction, _ = pl_module.predict_sequence(x.unsqueeze(0))
+        step = trainer.global_step
+        next_step = "val" not in datamodule.targets
+        horizon = min(self.horizon, len(inputs) - self.warm_up)
         # A bare Figure (no pyplot) needs no display and no global figure registry.
-        figure = Figure(figsize=(8, 4))
-        axes = figure.subplots()
-        axes.plot(t[:-1], x.tolist(), "r.", label="input, x")
-        axes.plot(t[1:], target.tolist(), "b-", alpha=0.4, label="target, y")
-        axes.plot(t[1:], prediction.flatten().tolist(), "b.", label="prediction")
-        axes.set_xlabel("t from the start of the validation curve")
-        axes.set_title(f"sine fit at step {trainer.global_step}")
-        # Beside the plot rather than loc="best": no overlap with the curve, and "best" searches for a
-        # spot at every draw (a third of the figure's cost).
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        figure.subplots_adjust(right=0.8)
-        writer.add_figure("val/sine_fit", figure, global_step=trainer.global_step, close=False)
+        figure = Figure(figsize=(14 if next_step and horizon > 0 else 8, 4))
+        panels = figure.subplots(1, 2 if next_step and horizon > 0 else 1, squeeze=False)[0]
+        dt = datamodule.time_step
+        fit = panels[0]
+        fit.plot([dt * i for i in range(len(x))], x[:, 0].tolist(), "r.", label="input, x")
+        shift = 1 if next_step else 0  # a next-step target belongs one step later on the time axis
+        t = [dt * (i + shift) for i in range(len(x))]
+        fit.plot(t, target[:, 0].tolist(), "b-", alpha=0.4, label="target, y")
+        fit.plot(t, prediction.cpu()[0, :, 0].tolist(), "b.", label="prediction")
+        fit.set_title(f"{'one-step ' if next_step else ''}fit at step {step}")
+        _finish(fit)
+        if not (next_step and horizon > 0):
+            figure.subplots_adjust(right=0.8)
+            writer.add_figure("val/sine_fit", figure, global_step=step, close=False)
+            return
+        warm_up = inputs[: self.warm_up].unsqueeze(0).to(pl_module.device)
+        forecast = closed_loop_forecast(pl_module.model, warm_up, horizon).cpu()
+        truth = inputs[self.warm_up : self.warm_up + horizon]
+        mse = float(torch.mean((forecast - truth) ** 2))
+        writer.add_scalar("val/forecast_mse", mse, global_step=step)
+        self._draw_forecast(panels[1], inputs, forecast, dt, step, mse, float(torch.mean(truth**2)))
+        figure.subplots_adjust(right=0.88, wspace=0.45)
+        writer.add_figure("val/forecast", figure, global_step=step, close=False)
+
+    def _draw_forecast(
+        self,
+        axes: Axes,
+        inputs: torch.Tensor,
+        forecast: torch.Tensor,
+        dt: float,
+        step: int,
+        mse: float,
+        zero: float,
+    ) -> None:
+        end = self.warm_up + len(forecast)
+        axes.plot([dt * i for i in range(end)], inputs[:end, 0].tolist(), "b-", alpha=0.4, label="truth")
+        times = [dt * i for i in range(self.warm_up, end)]
+        axes.plot(times, forecast[:, 0].tolist(), "g.", markersize=3, label="forecast")
+        axes.axvspan(0, dt * (self.warm_up - 1), color="gray", alpha=0.15, label="warm-up")
+        axes.set_title(f"closed-loop forecast: mse {mse:.3g} (predicting 0: {zero:.3g})")
+        _finish(axes)
+
+
+def _finish(axes: Axes) -> None:
+    axes.set_xlabel("t from the start of the validation series")
+    # Beside the plot rather than loc="best": no overlap with the curve, and "best" searches for a
+    # spot at every draw (a third of the figure's cost).
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

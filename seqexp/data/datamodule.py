@@ -32,12 +32,18 @@ class StreamDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seq_length = seq_length
         self.eval_burn_in = eval_burn_in
-        self.splits: dict[str, torch.Tensor] = {}
+        self.splits: dict[str, torch.Tensor] = {}  # split -> its input series
+        self.targets: dict[str, torch.Tensor] = {}  # split -> aligned targets, where not the next item
 
     # -- what a dataset implements -------------------------------------------------------------
     def load_splits(self) -> dict[str, torch.Tensor]:
         """Return ``{"train": ..., "val": ..., optionally "test": ...}`` as 1-D token ids (any integer
-        dtype, served as int64) or float series of shape ``(N, features)``."""
+        dtype, served as int64) or float series of shape ``(N, features)``; the model learns to predict
+        each split's next item.
+
+        A split may instead be a pair ``(inputs, targets)`` of equal length, ``targets[i]`` being what
+        the model should output after reading ``inputs[i]`` (e.g. data=echo: the input ``delay`` steps ago).
+        """
         raise NotImplementedError
 
     @property
@@ -47,7 +53,20 @@ class StreamDataModule(pl.LightningDataModule):
     # -- shared machinery ----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
-            self.splits = self.load_splits()
+            for split, series in self.load_splits().items():
+                if isinstance(series, tuple):
+                    self.splits[split], self.targets[split] = series
+                else:
+                    self.splits[split] = series
+
+    def aligned(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, targets)`` of ``split``, aligned: ``targets[i]`` is the output wanted after
+        ``inputs[i]`` (the next item, unless the dataset supplies its own targets)."""
+        self.setup()
+        series = self.splits[split]
+        if split in self.targets:
+            return series, self.targets[split]
+        return series[:-1], series[1:]
 
     def _window_stream(
         self, split: str, world_size: int = 1, rank: int = 0, device: torch.device | None = None
@@ -62,6 +81,7 @@ class StreamDataModule(pl.LightningDataModule):
             name=f"{split} split",
             unit=self.item_name,
             device=device,
+            targets=self.targets.get(split),
         )
 
     def stream(self, split: str) -> WindowStream:
@@ -116,7 +136,8 @@ class StreamDataModule(pl.LightningDataModule):
         predicting zero): the scale against which a diverging loss is judged."""
         if self.spec.tokens:
             return math.log(self.spec.output_size)
-        return float(self.splits["train"].double().square().mean())
+        _, targets = self.aligned("train")
+        return float(targets.double().square().mean())
 
     @property
     def has_test(self) -> bool:

@@ -3,6 +3,11 @@
     series (N items)  ->  rows (world_size * batch_size, R)  ->  this rank's rows (batch_size, R)
     window k:  x = rows[:, k*T : (k+1)*T],  y = rows[:, k*T+1 : (k+1)*T+1]
 
+A dataset whose target is not the next item (``data=echo``) supplies an aligned target series as well:
+targets[i] is what the model should output after reading series[i]. Both are cut into rows the same
+way and windows are taken at the same offsets, y = target_rows[:, k*T : (k+1)*T]; the number of rows
+and windows, the ranks' shards and the carry are exactly those of the next-step layout.
+
 Row j of window k continues row j of window k-1, so the hidden state left by one window is the right
 initial state for the next (truncated BPTT). Every rank gets the same number of equal-shaped windows,
 which keeps DDP ranks in lock-step.
@@ -64,8 +69,11 @@ class WindowStream(Dataset):
         name: str = "series",
         unit: str = "items",
         device: torch.device | None = None,
+        targets: torch.Tensor | None = None,
     ) -> None:
         rows = world_size * batch_size
+        if targets is not None and len(targets) != len(series):
+            raise ValueError(f"the {name} has {len(series)} inputs but {len(targets)} targets")
         if windows_per_row(len(series), rows, seq_length) < 1:
             raise ConfigError(
                 f"the {name} has {len(series)} {unit}, too short for one window of seq_length={seq_length} "
@@ -75,9 +83,12 @@ class WindowStream(Dataset):
         # Only this rank's rows go to its device, once, as compact as they came: each window is then a
         # view there, with no host-to-device copy per step. Rows too large for a GPU stay on the host
         # (memory-mapped for a token file) and each window is copied over as it is served.
-        own_rows = rank_rows(series, batch_size, world_size, rank)
-        self.rows = own_rows.to(device) if fits_on(device, own_rows) else own_rows
         self.device = device
+        self.rows = self._placed(rank_rows(series, batch_size, world_size, rank))
+        # None: the target is the next item of the series itself.
+        self.target_rows = (
+            None if targets is None else self._placed(rank_rows(targets, batch_size, world_size, rank))
+        )
         self.seq_length = seq_length
         self.n_windows = windows_per_row(len(series), rows, seq_length)
 
@@ -88,7 +99,15 @@ class WindowStream(Dataset):
         if not 0 <= k < self.n_windows:
             raise IndexError(k)
         start = k * self.seq_length
-        window = self.rows[:, start : start + self.seq_length + 1].to(self.device)  # no-op when there
-        if not window.is_floating_point():
-            window = window.long()  # no-op for int64; compact ids become int64 only here
+        if self.target_rows is not None:
+            x = self._served(self.rows[:, start : start + self.seq_length])
+            return x, self._served(self.target_rows[:, start : start + self.seq_length])
+        window = self._served(self.rows[:, start : start + self.seq_length + 1])
         return window[:, :-1], window[:, 1:]
+
+    def _placed(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows.to(self.device) if fits_on(self.device, rows) else rows
+
+    def _served(self, window: torch.Tensor) -> torch.Tensor:
+        window = window.to(self.device)  # a no-op where the rows already are
+        return window if window.is_floating_point() else window.long()  # compact ids become int64 here

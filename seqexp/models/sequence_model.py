@@ -13,6 +13,9 @@ from seqexp.errors import ConfigError, first_line
 State = torch.Tensor | tuple[torch.Tensor, ...] | None
 
 ENCODERS = ("onehot", "embedding")
+# Cells with a gate that keeps the old state (LSTM: forget, GRU: update); in all three it is the second
+# block of hidden_size rows of the biases (LSTM gate order i, f, g, o; GRU r, z, n).
+REMEMBER_GATE_CELLS = ("torch.nn.LSTM", "torch.nn.GRU", "seqexp.models.peephole.PeepholeLSTM")
 
 
 def detach_state(state: State) -> State:
@@ -52,6 +55,9 @@ class SequenceModel(nn.Module):
 
     ``x`` is ``(batch, time, input_size)`` floats when ``tokens`` is false, else ``(batch, time)`` ids.
     Extra keyword arguments go to the cell's constructor (e.g. ``nonlinearity`` for nn.RNN).
+    ``remember_bias``: the initial bias of the gate that keeps the state (LSTM forget gate, GRU update
+    gate; Jozefowicz et al. 2015), so that at the start the state, and the gradient, survive many steps
+    rather than halving at each; None keeps torch's initialisation. nn.RNN has no such gate: nothing to set.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class SequenceModel(nn.Module):
         dropout: float = 0.0,
         encoder: str = "onehot",
         embedding_dim: int = 64,
+        remember_bias: float | None = None,
         **cell_options: Any,
     ) -> None:
         super().__init__()
@@ -100,12 +107,33 @@ class SequenceModel(nn.Module):
             raise ConfigError(
                 f"model.cell={cell} refused its options ({first_line(error)}); options given: {options}"
             ) from None
+        if remember_bias is not None:
+            init_remember_bias(self.core, cell, hidden_size, remember_bias)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         features, state = self.core(self.encoder(x), state)
         return self.head(self.dropout(features)), state
+
+
+def init_remember_bias(core: nn.Module, cell: str, hidden_size: int, value: float) -> None:
+    """Set the remember gate's bias to ``value`` (split as ``value`` on the input side, 0 on the
+    recurrent side, which torch adds together)."""
+    if cell == "torch.nn.RNN":
+        return
+    if cell not in REMEMBER_GATE_CELLS:
+        raise ConfigError(
+            f"model.remember_bias={value} is for the cells {', '.join(REMEMBER_GATE_CELLS)}; "
+            f"model.cell={cell} is not one of them: set model.remember_bias=null"
+        )
+    gate = slice(hidden_size, 2 * hidden_size)
+    with torch.no_grad():
+        for name, parameter in core.named_parameters():
+            if name.startswith("bias_ih"):
+                parameter[gate] = value
+            elif name.startswith("bias_hh"):
+                parameter[gate] = 0.0
 
 
 def build_model(options: dict[str, Any], spec: DataSpec) -> SequenceModel:

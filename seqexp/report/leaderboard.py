@@ -6,6 +6,8 @@ What a row says, and where it comes from:
 - parameters: the ``model/parameters`` scalar the train task logs;
 - best and final ``val/loss``, and every other ``val/*`` scalar (``val/bpc`` for text, ``val/mse`` for
   sine, ...) at the step where ``val/loss`` was best, all read from the TensorBoard events;
+- memory_steps and forecast_mse: the last ``val/memory_steps`` and ``val/forecast_mse`` (the final
+  model's; the diagnostics callbacks log them beside Lightning's metrics, not at the same steps);
 - tokens/s: the median over epochs of ``train/tokens_per_s`` (the median, because the first epoch
   also pays for warm-up);
 - wall time: from the run's first TensorBoard event to its last, i.e. from model set-up to the final
@@ -27,9 +29,13 @@ from omegaconf import OmegaConf
 from seqexp.report.runs import Run
 
 LOSS = "val/loss"
+MEMORY = "val/memory_steps"
+FORECAST = "val/forecast_mse"
 LEGEND = (
-    "best val/* other than val/loss: at the step of the best val/loss. tokens/s: median over epochs "
-    "of train/tokens_per_s. wall time: from the first to the last TensorBoard event of the run."
+    "best val/* other than val/loss: at the step of the best val/loss. memory_steps: the largest lag "
+    "whose gradient is still 1e-3 of lag 0's, and forecast_mse: the closed-loop forecast's error, both "
+    "last measured. tokens/s: median over epochs of train/tokens_per_s. wall time: from the first to the "
+    "last TensorBoard event of the run."
 )
 NOTE_WIDTH = 60  # notes are error messages: the full text stays in the CSV
 
@@ -45,6 +51,8 @@ class Row:
     best_loss: float | None
     final_loss: float | None
     extra: dict[str, float | None] = field(default_factory=dict)  # val/* tag -> value at best val/loss
+    memory_steps: int | None = None
+    forecast_mse: float | None = None
     tokens_per_s: float | None = None
     wall_time: float | None = None
 
@@ -55,6 +63,7 @@ class Leaderboard:
     override_keys: list[str]
     extra_tags: list[str]
     show_cell: bool
+    diagnostics: list[str] = field(default_factory=list)  # memory_steps, forecast_mse where logged
 
     def header(self) -> list[str]:
         return [
@@ -66,6 +75,7 @@ class Leaderboard:
             f"best {LOSS}",
             f"final {LOSS}",
             *(f"best {tag}" for tag in self.extra_tags),
+            *self.diagnostics,
             "tokens/s",
             "wall time (s)",
             "note",
@@ -82,6 +92,7 @@ class Leaderboard:
             row.best_loss,
             row.final_loss,
             *(row.extra.get(tag) for tag in self.extra_tags),
+            *(getattr(row, column) for column in self.diagnostics),
             row.tokens_per_s,
             row.wall_time,
             row.note,
@@ -133,7 +144,11 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
     keys = list(dict.fromkeys(key for parsed in overrides.values() for key in parsed))
     if len(runs) > 1:  # with a single run there is nothing to compare: show all its overrides
         keys = [key for key in keys if len({parsed.get(key) for parsed in overrides.values()}) > 1]
-    extra_tags = sorted({tag for run in runs for tag in run.scalars if tag.startswith("val/")} - {LOSS})
+    logged = {tag for run in runs for tag in run.scalars}
+    extra_tags = sorted({tag for tag in logged if tag.startswith("val/")} - {LOSS, MEMORY, FORECAST})
+    diagnostics = [
+        column for column, tag in (("memory_steps", MEMORY), ("forecast_mse", FORECAST)) if tag in logged
+    ]
 
     rows = []
     for run in runs:
@@ -141,6 +156,7 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
         parameters = run.last("model/parameters")
         rates = [p.value for p in run.scalars.get("train/tokens_per_s", []) if math.isfinite(p.value)]
         cell = OmegaConf.select(run.config, "model.cell", default=None)
+        memory = run.last(MEMORY)
         rows.append(
             Row(
                 run=run.name,
@@ -152,6 +168,8 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
                 best_loss=best[1] if best else None,
                 final_loss=run.last(LOSS),
                 extra={tag: run.value_at(tag, best[0]) if best else None for tag in extra_tags},
+                memory_steps=int(memory) if memory is not None else None,
+                forecast_mse=run.last(FORECAST),
                 tokens_per_s=statistics.median(rates) if rates else None,
                 wall_time=run.events_span(),
             )
@@ -159,7 +177,7 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
     # sorted() is stable: runs without a best loss keep the path order find_runs gave them.
     rows.sort(key=lambda row: (row.best_loss is None, row.best_loss or 0.0))
     show_cell = "model" not in keys and len({row.cell for row in rows}) > 1
-    return Leaderboard(rows, keys, extra_tags, show_cell)
+    return Leaderboard(rows, keys, extra_tags, show_cell, diagnostics)
 
 
 def _parse_overrides(overrides: list[str]) -> dict[str, str]:

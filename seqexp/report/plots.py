@@ -14,15 +14,20 @@ from seqexp.report.runs import Run
 CURVES = "val_loss.png"
 AGAINST_PARAMETERS = "best_val_loss_vs_parameters.png"
 AGAINST_THROUGHPUT = "best_val_loss_vs_throughput.png"
+GRAD_FLOW = "grad_flow.png"
 
 
 def write_plots(runs: list[Run], board: Leaderboard, directory: Path) -> list[Path]:
-    """Write the three charts into ``directory``; return their paths."""
+    """Write the charts into ``directory`` (the gradient-flow overlay where a run measured it); return
+    their paths."""
     labels = {row.run: board.label(row) for row in board.rows}
     paths = [directory / CURVES, directory / AGAINST_PARAMETERS, directory / AGAINST_THROUGHPUT]
     _curves(runs, labels, paths[0])
     _scatter(board.rows, "parameters", "parameters", paths[1])
     _scatter(board.rows, "tokens_per_s", "training tokens per second", paths[2])
+    if any(run.grad_flow for run in runs):
+        paths.append(directory / GRAD_FLOW)
+        _grad_flow(runs, board, paths[-1])
     return paths
 
 
@@ -42,6 +47,33 @@ def _curves(runs: list[Run], labels: dict[str, str], path: Path) -> None:
     axes.set_xlabel("training step")
     axes.set_ylabel(LOSS)
     axes.set_title(f"{LOSS} of every run")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def _grad_flow(runs: list[Run], board: Leaderboard, path: Path) -> None:
+    """The runs' last gradient-flow curves, each normalised by its lag-0 norm so that cells whose
+    losses differ compare by how far back they reach; the truncation lengths marked."""
+    rows = {row.run: row for row in board.rows}
+    figure = Figure(figsize=(9, 5))
+    axes = figure.subplots()
+    seq_lengths = set()
+    for run in runs:
+        if not run.grad_flow:
+            continue
+        norms = run.grad_flow["norms"]
+        scale = norms[0] if norms and norms[0] > 0 else 1.0
+        row = rows[run.name]
+        label = f"{board.label(row)} ({row.cell or 'cell?'}): memory {run.grad_flow.get('memory_steps')}"
+        axes.semilogy(range(len(norms)), [max(n / scale, 1e-30) for n in norms], label=label)
+        seq_lengths.add(run.grad_flow.get("seq_length"))
+    for seq_length in sorted(s for s in seq_lengths if s):
+        axes.axvline(seq_length, color="gray", linestyle="--")
+        axes.annotate(f"seq_length {seq_length}", (seq_length, 1), fontsize="small", rotation=90, va="top")
+    axes.axhline(1e-3, color="gray", linestyle=":")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    axes.set_xlabel("lag k (steps before the scored step)")
+    axes.set_ylabel("|d loss_T / d e_(T-k)| / |d loss_T / d e_T|")
+    axes.set_title("gradient flow through time, last measurement of each run")
     figure.savefig(path, dpi=100, bbox_inches="tight")
 
 

@@ -6,6 +6,7 @@ the composed config (``.hydra/config.yaml``), the command-line overrides (``.hyd
 the status file and every TensorBoard event file below it, with TensorBoard's own reader.
 """
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from seqexp.app.run_status import STATUS_FILE, RunStatus, read_status
 from seqexp.errors import first_line
 
 EVENT_FILES = "events.out.tfevents.*"
+# Beside the events: the last gradient-flow curve, written by seqexp/callbacks/grad_flow.py.
+GRAD_FLOW_FILE = "grad_flow.json"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Run:
     status: RunStatus | None
     scalars: dict[str, list[Point]] = field(default_factory=dict)  # tag -> points in step order
     events_error: str | None = None  # why the events could not be read
+    # The last gradient-flow curve (seqexp/callbacks/grad_flow.py): norms by lag, seq_length, step.
+    grad_flow: dict | None = None
 
     def best(self, tag: str) -> tuple[int, float] | None:
         """``(step, value)`` of the smallest finite value of ``tag``, or None if there is none."""
@@ -137,6 +142,7 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
             overrides = []
         run = Run(name, config, overrides, status)
         run.scalars, run.events_error = read_scalars(folder)
+        run.grad_flow = _read_grad_flow(folder)
         if run.events_error:
             warnings.append(f"{name}: {run.events_error}; listed without metrics")
         runs.append(run)
@@ -165,6 +171,16 @@ def read_scalars(folder: Path) -> tuple[dict[str, list[Point]], str | None]:
             points = [Point(e.step, e.value, e.wall_time) for e in accumulator.Scalars(tag)]
             scalars[tag] = sorted(scalars.get(tag, []) + points, key=lambda p: p.step)
     return scalars, None
+
+
+def _read_grad_flow(folder: Path) -> dict | None:
+    """The curve the gradient-flow callback left beside the run's events, if it left one."""
+    path = folder / "tensorboard" / GRAD_FLOW_FILE
+    try:
+        curve = json.loads(path.read_text())
+    except (OSError, ValueError):  # none, or cut short by a kill: the run just has no curve
+        return None
+    return curve if isinstance(curve, dict) and isinstance(curve.get("norms"), list) else None
 
 
 def _load_config(path: Path) -> DictConfig:

@@ -1,0 +1,96 @@
+"""Every few validations, how far back the loss still reaches: the gradient flow through time.
+
+Logs the figure ``val/grad_flow`` (the gradient norm against the lag, log scale, the truncation length
+marked) and the scalar ``val/memory_steps``, and keeps the latest curve in ``grad_flow.json`` beside the
+TensorBoard events, for scripts/report.py to overlay the runs' curves.
+"""
+
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+from pytorch_lightning.utilities import rank_zero_warn
+from torch.utils.tensorboard import SummaryWriter
+
+from seqexp.callbacks.periodic import PeriodicDiagnostic
+from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
+from seqexp.errors import ConfigError
+from seqexp.report.runs import GRAD_FLOW_FILE
+
+
+class GradientFlow(PeriodicDiagnostic):
+    """Measures :func:`seqexp.diagnostics.gradient_flow` on held-out stretches at the first validation,
+    every ``every``-th after it and for the final model.
+
+    The stretches are the first ``rows`` non-overlapping pieces of length L of the validation split
+    (L = ``length``, or ``length_factor`` x seq_length when ``length`` is null, so the figure shows what
+    truncation throws away), each run from a zero state; L shrinks to fit a short split.
+    """
+
+    key = "callbacks.grad_flow."  # where conf/callbacks/default.yaml puts this callback, for messages
+
+    def __init__(
+        self, every: int = 10, length: int | None = None, length_factor: int = 4, rows: int = 8
+    ) -> None:
+        super().__init__(every)
+        for name, value in (("length_factor", length_factor), ("rows", rows)):
+            if value < 1:
+                raise ConfigError(f"{self.key}{name}={value} is invalid: it must be an integer >= 1")
+        if length is not None and length < 1:
+            raise ConfigError(f"{self.key}length={length} is invalid: it must be null or an integer >= 1")
+        self.length, self.length_factor, self.rows = length, length_factor, rows
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
+        datamodule = trainer.datamodule
+        seq_length = datamodule.seq_length
+        x, y = self.stretches(datamodule, seq_length)
+        norms = gradient_flow(
+            pl_module.model, x.to(pl_module.device), y.to(pl_module.device), pl_module.spec.tokens
+        )
+        norms = norms.cpu()
+        memory = memory_steps(norms)
+        step = trainer.global_step
+        writer.add_scalar("val/memory_steps", memory, global_step=step)
+        writer.add_figure("val/grad_flow", self.figure(norms, memory, seq_length, step), global_step=step)
+        curve = {"step": step, "seq_length": seq_length, "memory_steps": memory, "norms": norms.tolist()}
+        (Path(writer.log_dir) / GRAD_FLOW_FILE).write_text(json.dumps(curve))
+
+    def stretches(
+        self, datamodule: pl.LightningDataModule, seq_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = datamodule.aligned("val")
+        length = self.length or self.length_factor * seq_length
+        if length > len(inputs):
+            rank_zero_warn(
+                f"gradient flow: the validation split has {len(inputs)} steps, fewer than the stretch of "
+                f"{length}; measuring over {len(inputs)}"
+            )
+            length = len(inputs)
+        rows = min(self.rows, len(inputs) // length)
+
+        def cut(series: torch.Tensor) -> torch.Tensor:
+            return series[: rows * length].reshape(rows, length, *series.shape[1:])
+
+        return cut(inputs), cut(targets)
+
+    @staticmethod
+    def figure(norms: torch.Tensor, memory: int, seq_length: int, step: int) -> Figure:
+        # A bare Figure (no pyplot) needs no display and no global figure registry.
+        figure = Figure(figsize=(7, 4))
+        axes = figure.subplots()
+        lags = range(len(norms))
+        axes.semilogy(
+            lags, norms.clamp_min(1e-30).tolist(), "b.-", markersize=3, label="|d loss_T / d e_(T-k)|"
+        )
+        axes.axvline(seq_length, color="r", linestyle="--", label=f"seq_length = {seq_length} (truncation)")
+        if norms[0] > 0:
+            axes.axhline(
+                float(norms[0]) * MEMORY_THRESHOLD, color="gray", linestyle=":", label="1e-3 of lag 0"
+            )
+        axes.set_xlabel("lag k (steps before the scored step)")
+        axes.set_ylabel("gradient norm, mean over rows")
+        axes.set_title(f"gradient flow at step {step}: memory_steps = {memory}")
+        axes.legend(loc="upper right", fontsize="small")
+        return figure

@@ -1,0 +1,48 @@
+"""Diagnostics that run at some validations only: the first, every ``every``-th after it, and once more
+when training ends if the final model was not measured, so that the last value is the final model's."""
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
+
+from seqexp.callbacks.tensorboard import tensorboard_writer
+from seqexp.errors import ConfigError
+
+
+class PeriodicDiagnostic(pl.Callback):
+    """Subclasses implement :meth:`applies` and :meth:`measure`; ``key`` names them in messages."""
+
+    key = "callbacks.<name>."
+
+    def __init__(self, every: int) -> None:
+        if every < 1:
+            raise ConfigError(f"{self.key}every={every} is invalid: it must be an integer >= 1")
+        self.every = every
+        self.validations = 0
+        self.measured_at: int | None = None  # the global step of the last measurement
+
+    def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        return True
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
+        raise NotImplementedError
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if trainer.sanity_checking or writer is None or not self.applies(trainer, pl_module):
+            return
+        self.validations += 1
+        if (self.validations - 1) % self.every == 0:
+            self._measure(trainer, pl_module, writer)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None or self.validations == 0 or self.measured_at == trainer.global_step:
+            return
+        self._measure(trainer, pl_module, writer)
+
+    def _measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
+        self.measure(trainer, pl_module, writer)
+        self.measured_at = trainer.global_step
