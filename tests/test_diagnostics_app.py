@@ -82,7 +82,8 @@ def test_compare_cells_runs_the_four_cells_on_the_same_data_budget_and_seed(tmp_
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     configs = [OmegaConf.load(sweep / str(job) / ".hydra" / "config.yaml") for job in range(4)]
-    assert [c.model.cell.rsplit(".", 1)[-1] for c in configs] == ["RNN", "LSTM", "GRU", "PeepholeLSTM"]
+    # glob(*) over conf/model/: every cell, in the order of the files' names
+    assert [c.model.cell.rsplit(".", 1)[-1] for c in configs] == ["GRU", "LSTM", "PeepholeLSTM", "RNN"]
     for config in configs:  # everything but the cell is the same
         assert config.data == configs[0].data and config.trainer == configs[0].trainer
         assert (config.seed, config.model.hidden_size, config.optim) == (0, 8, configs[0].optim)
