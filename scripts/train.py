@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from seqexp.app.cli import report_user_errors
+from seqexp.app.cli import report_user_errors, run_app
 from seqexp.app.run_status import record_status
 from seqexp.tasks.train import train
 
@@ -16,4 +16,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -66,3 +66,15 @@ def model_from_checkpoint(
         ) from None
     device = next(iter(checkpoint["state_dict"].values())).device
     return model.to(device).eval(), spec
+
+
+def require_finite_weights(model: torch.nn.Module, key: str = "ckpt", path: str | Path = "") -> None:
+    """ConfigError when a weight of ``model`` is NaN or infinite: the run diverged before it was saved,
+    and every output of the model would be NaN."""
+    broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if broken:
+        raise ConfigError(
+            f"{key}={str(path)!r} has NaN or infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): its run diverged; use an earlier checkpoint, e.g. the "
+            "best-step*.ckpt of the same run folder"
+        )

@@ -39,7 +39,7 @@ LATE_BAD_VALUES = [
     (["data.n_points=1"], "data.n_points=1 is invalid: it must be an integer >= 2"),
     (["data.eval_burn_in=-1"], "data.eval_burn_in=-1 is invalid: it must be an integer >= 0"),
     (["model.nonlinearity=sigmoid"], "Unknown nonlinearity 'sigmoid'"),
-    (["trainer.limit_val_batches=1"], "data.eval_burn_in=1 leaves nothing to score"),
+    (["trainer.limit_val_batches=1", "data.eval_burn_in=1"], "data.eval_burn_in=1 leaves nothing to score"),
     (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 turns validation off"),
 ]
 

@@ -8,12 +8,17 @@ from matplotlib.figure import Figure
 from pytorch_lightning.utilities import rank_zero_only
 
 from seqexp.callbacks.tensorboard import tensorboard_writer
+from seqexp.errors import ConfigError
 
 
 class SineFitPlot(pl.Callback):
     """Logs ``val/sine_fit``: the model run over the first ``n_points`` of the validation curve."""
 
     def __init__(self, n_points: int = 120) -> None:
+        if n_points < 2:
+            raise ConfigError(
+                f"callbacks.sine_fit.n_points={n_points} is invalid: it must be an integer >= 2"
+            )
         self.n_points = n_points
 
     @rank_zero_only
