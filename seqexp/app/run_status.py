@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 
-from seqexp.errors import first_line, user_error
+from seqexp.errors import first_line, root_cause, user_error
 
 STATUS_FILE = "status.json"
 STATUSES = ("running", "ok", "diverged", "failed")
@@ -101,7 +101,7 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
     try:
         result = task(*args, **kwargs)
     except BaseException as error:  # KeyboardInterrupt and SystemExit end the run just as well
-        described = first_line(user_error(error) or error)
+        described = first_line(user_error(error) or root_cause(error))
         write_status(run_dir, replace(running, status="failed", finished=time.time(), error=described))
         raise
     number = isinstance(result, int | float) and not isinstance(result, bool)
