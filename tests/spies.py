@@ -19,3 +19,12 @@ class BatchRecorder(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.batches, self.out_dir / f"rank{trainer.global_rank}.pt")
+
+
+class AnomalyRecorder(pl.Callback):
+    """Records whether autograd anomaly detection is on during training (in ``seen``)."""
+
+    seen: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        AnomalyRecorder.seen.append(torch.is_anomaly_enabled())

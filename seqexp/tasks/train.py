@@ -64,12 +64,14 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
         check_arguments(key, cfg[key])
     for group in ("callbacks", "logger"):
         for name, node in (cfg.get(group) or {}).items():
-            check_arguments(f"{group}.{name}", node)
+            if node:
+                check_arguments(f"{group}.{name}", node)
     datamodule = instantiate(cfg.data)
-    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
+    # A preset turns a callback off by setting it to null (debug=fast: callbacks.checkpoint: null).
+    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback]
     if not cfg.trainer.enable_progress_bar:  # Lightning refuses a progress-bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-    loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values()]
+    loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values() if logger]
     trainer = _instantiate_trainer(cfg.trainer, callbacks, loggers)
     datamodule.check_streams(trainer)
 
