@@ -99,3 +99,9 @@ def assert_one_line(error: BaseException, *fragments: str) -> None:
     assert len(str(error).splitlines()) == 1, str(error)
     for fragment in fragments:
         assert fragment in str(error), (fragment, str(error))
+
+
+def job_folder(sweep: Path, number: int | str) -> Path:
+    """Job ``number``'s folder of a multirun: ``<number>_<its overrides>`` (conf/hydra/default.yaml)."""
+    (folder,) = [p for p in sweep.iterdir() if p.is_dir() and p.name.split("_", 1)[0] == str(number)]
+    return folder

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqexp.errors import user_error
 from seqexp.tasks.train import train
-from tests.helpers import REPO, assert_one_line, assert_user_error, hydra_job_config, script_env
+from tests.helpers import REPO, assert_one_line, assert_user_error, hydra_job_config, job_folder, script_env
 
 TINY = [
     "data.n_points=600",
@@ -84,8 +84,8 @@ def test_a_run_folder_that_cannot_be_created_is_one_line(run_script):
 def test_a_config_error_in_a_multirun_is_one_line_not_a_traceback(tmp_path, run_script):
     result = run_script("train.py", "-m", *TINY, "clip=0,1", f"hydra.sweep.dir={tmp_path}/sweep")
     assert_user_error(result, "clip=0 is invalid")
-    assert (tmp_path / "sweep" / "1" / "status.json").is_file(), "the other job still ran"
-    assert json.loads((tmp_path / "sweep" / "1" / "status.json").read_text())["status"] == "ok"
+    other = job_folder(tmp_path / "sweep", 1)
+    assert json.loads((other / "status.json").read_text())["status"] == "ok", "the other job still ran"
 
 
 def test_sampling_into_a_folder_or_from_nan_weights_is_one_line(tmp_path, run_script):
