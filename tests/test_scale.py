@@ -72,9 +72,9 @@ def test_a_ddp_sweep_leaves_one_folder_per_job_written_by_rank_zero(tmp_path: Pa
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
-    assert sorted(p.name.split(",")[0] for p in sweep.iterdir() if not p.name.startswith(".")) == [
-        "0_data.batch_size=2",
-        "1_data.batch_size=2",
+    assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [
+        "0_model=rnn",
+        "1_model=gru",
         "multirun.yaml",
     ]
     for job in ("0", "1"):
