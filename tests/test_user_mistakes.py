@@ -16,7 +16,9 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from seqexp.data.spec import DataSpec
 from seqexp.errors import user_error
+from seqexp.models.size import BYTES_PER_PARAMETER, available_memory, parameter_count
 from seqexp.tasks.train import train
 from tests.helpers import REPO, assert_one_line, assert_user_error, hydra_job_config, job_folder, script_env
 
@@ -67,13 +69,11 @@ def test_a_model_too_big_for_memory_says_how_big_and_what_fits(tmp_path, run_scr
     )
     fits = int(result.stderr.split("model.hidden_size=")[-1].split()[0])
     with hydra_job_config("train", [*TINY, f"model.hidden_size={fits}"], tmp_path) as cfg:
-        from seqexp.models.size import BYTES_PER_PARAMETER, available_memory, parameter_count
-
         options = OmegaConf.to_container(cfg.model)
-        spec_like = __import__("seqexp.data.spec", fromlist=["DataSpec"]).DataSpec(1, 1, False)
-        needed = parameter_count(options, spec_like) * BYTES_PER_PARAMETER
-        assert needed <= available_memory(torch.device("cpu")) * 1.2, "the size it names must fit"
-        assert parameter_count({**options, "hidden_size": fits * 2}, spec_like) * BYTES_PER_PARAMETER > needed
+    sine = DataSpec(input_size=1, output_size=1, tokens=False)
+    needed = parameter_count(options, sine) * BYTES_PER_PARAMETER
+    assert needed <= available_memory(torch.device("cpu")) * 1.2, "the size it names must fit (memory moves)"
+    assert parameter_count({**options, "hidden_size": fits * 2}, sine) * BYTES_PER_PARAMETER > needed
 
 
 def test_a_run_folder_that_cannot_be_created_is_one_line(run_script):
