@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from seqexp.app.cli import report_user_errors
+from seqexp.app.cli import quiet_broken_pipe, report_user_errors
 from seqexp.report.write import write_report
 
 
@@ -18,4 +18,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_broken_pipe():
+        main()

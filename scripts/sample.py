@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from seqexp.app.cli import report_user_errors
+from seqexp.app.cli import report_user_errors, run_app
 from seqexp.app.config_checks import check_sample_config
 
 
@@ -17,4 +17,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -9,10 +9,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from seqexp.app.cli import exit_with_user_error, report_user_errors
+from seqexp.app.cli import exit_with_user_error, report_user_errors, run_app
 from seqexp.app.resume import NothingToResume, resume_arguments
+from seqexp.app.run_names import register_resolvers
 from seqexp.errors import ConfigError
 from seqexp.tasks.train import run_job
+
+register_resolvers()  # the run folder names of conf/hydra/default.yaml
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -29,4 +32,4 @@ if __name__ == "__main__":
     except NothingToResume as finished:
         print(finished)
         sys.exit(0)
-    main()
+    run_app(main)

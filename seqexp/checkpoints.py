@@ -97,3 +97,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
+
+
+def require_finite_weights(model: torch.nn.Module, key: str = "ckpt", path: str | Path = "") -> None:
+    """ConfigError when a weight of ``model`` is NaN or infinite: the run diverged before it was saved,
+    and every output of the model would be NaN."""
+    broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if broken:
+        raise ConfigError(
+            f"{key}={str(path)!r} has NaN or infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): its run diverged; use an earlier checkpoint, e.g. the "
+            "best-step*.ckpt of the same run folder"
+        )

@@ -23,3 +23,10 @@ def first_line(error: BaseException) -> str:
     """``Type: first line of the message`` (or just the type): an error described in one line."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception that ``error`` wraps (Hydra's instantiate wraps the constructor's error)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error

@@ -4,8 +4,11 @@ import math
 import os
 import random
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,3 +75,42 @@ def compose_train(overrides: list[str], output_dir: Path, return_hydra_config: b
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         paths = [f"paths.output_dir={output_dir}", f"paths.root_dir={REPO}"]
         return compose("train", overrides=[*overrides, *paths], return_hydra_config=return_hydra_config)
+
+
+@contextmanager
+def hydra_job_config(config_name: str, overrides: list[str], output_dir: Path) -> Iterator[DictConfig]:
+    """The configuration a ``@hydra.main`` task would get for ``overrides``, in-process: composed from
+    conf/, with Hydra's runtime set so that ``${hydra:runtime.output_dir}`` resolves to ``output_dir``.
+    In-process runs are for tests that need many configurations; the scripts are run for real elsewhere."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    try:
+        yield cfg
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def assert_one_line(error: BaseException, *fragments: str) -> None:
+    """A user mistake as the entry points print it: a ConfigError of one line naming the fragments."""
+    from seqexp.errors import ConfigError
+
+    assert isinstance(error, ConfigError), repr(error)
+    assert len(str(error).splitlines()) == 1, str(error)
+    for fragment in fragments:
+        assert fragment in str(error), (fragment, str(error))
+
+
+def job_folder(sweep: Path, number: int | str) -> Path:
+    """Job ``number``'s folder of a multirun: ``<number>_<its overrides>`` (conf/hydra/default.yaml)."""
+    (folder,) = [p for p in sweep.iterdir() if p.is_dir() and p.name.split("_", 1)[0] == str(number)]
+    return folder

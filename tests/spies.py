@@ -48,3 +48,12 @@ class PairRecorder(BatchRecorder):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.batches.append(tuple(part.detach().cpu().clone() for part in batch))
+
+
+class AnomalyRecorder(pl.Callback):
+    """Records whether autograd anomaly detection is on during training (in ``seen``)."""
+
+    seen: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        AnomalyRecorder.seen.append(torch.is_anomaly_enabled())

@@ -42,7 +42,7 @@ LATE_BAD_VALUES = [
     (["data.n_points=1"], "data.n_points=1 is invalid: it must be an integer >= 2"),
     (["data.eval_burn_in=-1"], "data.eval_burn_in=-1 is invalid: it must be an integer >= 0"),
     (["model.nonlinearity=sigmoid"], "Unknown nonlinearity 'sigmoid'"),
-    (["trainer.limit_val_batches=1"], "data.eval_burn_in=1 leaves nothing to score"),
+    (["trainer.limit_val_batches=1", "data.eval_burn_in=1"], "data.eval_burn_in=1 leaves nothing to score"),
     (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 turns validation off"),
     (["optim=sgd", "optim.momentum=-1"], "torch.optim.SGD(lr=0.05, momentum=-1"),
     (["scheduler=warmup_cosine", "scheduler.warmup_steps=-1"], "scheduler.warmup_steps=-1 is invalid"),

@@ -16,7 +16,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from scripts.report import main
 from seqexp.report.plots import AGAINST_PARAMETERS, AGAINST_THROUGHPUT, CURVES, GRAD_FLOW
-from tests.helpers import read_events
+from tests.helpers import job_folder, read_events
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ASK = "give a multirun folder or a folder of runs"
@@ -40,19 +40,19 @@ def test_a_sweep_with_a_failed_and_a_diverged_job_gets_a_full_leaderboard(
     report = run_script("report.py", str(sweep))
     assert report.returncode == 0, report.stderr
     rows = read_csv(sweep / "leaderboard.csv")
-    by_run = {row["run"]: row for row in rows}
+    by_run = {row["run"].split("_", 1)[0]: row for row in rows}  # folders: <job>_<overrides>
     assert sorted(by_run) == ["0", "1", "2", "3"]
 
     # Ranked by the best val/loss, read here independently from each job's events.
-    best = {job: best_val_loss(sweep / job) for job in ("0", "1")}
-    assert [row["run"] for row in rows[:2]] == sorted(best, key=best.get)
+    best = {job: best_val_loss(job_folder(sweep, job)) for job in ("0", "1")}
+    assert [row["run"].split("_", 1)[0] for row in rows[:2]] == sorted(best, key=best.get)
     assert float(rows[0]["best val/loss"]) == pytest.approx(min(best.values()), rel=1e-6)
     assert float(rows[0]["best val/mse"]) == pytest.approx(min(best.values()), rel=1e-6)  # sine: the same
 
     assert (by_run["2"]["status"], by_run["2"]["best val/loss"]) == ("diverged", "")
     assert by_run["3"]["status"] == "failed"
     assert by_run["3"]["note"].startswith("ConfigError: optim.lr=-1 is invalid")
-    assert [row["run"] for row in rows[2:]] == ["2", "3"]  # no best loss: last, in job order
+    assert [row["run"].split("_", 1)[0] for row in rows[2:]] == ["2", "3"]  # no best loss: last, in job order
 
     # Only the override that differs gets a column; the tiny-data ones are the same for every job.
     assert [by_run[job]["optim.lr"] for job in "0123"] == ["0.01", "0.003", "1e+30", "-1"]
@@ -64,7 +64,7 @@ def test_a_sweep_with_a_failed_and_a_diverged_job_gets_a_full_leaderboard(
 
     markdown = (sweep / "leaderboard.md").read_text()
     assert markdown.startswith("| run | status |") and markdown.count("\n| ") == 4  # one line per job
-    assert "| 3 | failed |" in markdown
+    assert "| 3_optim.lr=-1 | failed |" in markdown
     assert "failed" in report.stdout and "leaderboard.md" in report.stdout
     for chart in (CURVES, AGAINST_PARAMETERS, AGAINST_THROUGHPUT, GRAD_FLOW):
         assert (sweep / chart).read_bytes().startswith(PNG_SIGNATURE)

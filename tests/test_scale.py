@@ -8,7 +8,7 @@ import torch
 
 from seqexp.data.sine import sine_series
 from seqexp.data.streams import WindowStream
-from tests.helpers import read_events
+from tests.helpers import job_folder, read_events
 
 # dropout 0 and the same seed: 2 ranks x batch B must train exactly like 1 rank x batch 2B.
 EQUIVALENCE = [
@@ -73,12 +73,12 @@ def test_a_ddp_sweep_leaves_one_folder_per_job_written_by_rank_zero(tmp_path: Pa
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [
-        "0",
-        "1",
+        "0_model=rnn",
+        "1_model=gru",
         "multirun.yaml",
     ]
     for job in ("0", "1"):
-        job_dir = sweep / job
+        job_dir = job_folder(sweep, job)
         assert (job_dir / "train_rank1.log").is_file(), "rank 1 ran inside this job's folder"
         events = list((job_dir / "tensorboard").glob("events.out.tfevents.*"))
         writers = {re.match(r"events\.out\.tfevents\.\d+\.[^.]+\.(\d+)\.", e.name).group(1) for e in events}
@@ -103,7 +103,7 @@ def test_submitit_local_multirun_runs_both_jobs(tmp_path: Path, run_script):
         assert status == "success"
         returned.append(job_return.return_value)
     assert len(returned) == 2
-    best = sorted(min(v for _, v in losses(sweep / job, "val/loss")) for job in ("0", "1"))
+    best = sorted(min(v for _, v in losses(job_folder(sweep, job), "val/loss")) for job in ("0", "1"))
     assert sorted(returned) == pytest.approx(best, rel=1e-6)
 
 

@@ -13,7 +13,7 @@ from tests.helpers import REPO
 
 
 def job_dirs(sweep):
-    return sorted((p.parent for p in sweep.glob("*/.hydra")), key=lambda p: int(p.name))
+    return sorted((p.parent for p in sweep.glob("*/.hydra")), key=lambda p: int(p.name.split("_", 1)[0]))
 
 
 def test_an_optuna_search_minimizes_the_best_validation_loss_of_its_trials(
@@ -30,7 +30,8 @@ def test_an_optuna_search_minimizes_the_best_validation_loss_of_its_trials(
     assert result.returncode == 0, result.stderr[-3000:]
 
     trials = job_dirs(sweep)
-    assert [t.name for t in trials] == ["0", "1", "2"]
+    assert [t.name.split("_", 1)[0] for t in trials] == ["0", "1", "2"]
+    assert "optim.lr=" in trials[0].name  # each trial folder names its overrides
     best_losses = [best_val_loss(trial) for trial in trials]
     assert all(math.isfinite(loss) for loss in best_losses)
     # What each trial returned (recorded in status.json) is its best val/loss ...

@@ -2,6 +2,7 @@
 test_text_cli.py)."""
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from seqexp.data.text import TextDataModule, contiguous_splits
@@ -87,7 +88,7 @@ def test_too_short_corpus_says_how_many_characters_are_needed(tmp_path):
     path.write_text("abcdefghij" * 30, encoding="utf-8")  # 270 train characters
     data = TextDataModule(data_dir=str(tmp_path), path=str(path), batch_size=8, seq_length=50)
     with pytest.raises(ConfigError) as error:
-        data.check_streams(world_size=1)
+        data.check_streams(pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False))
     message = str(error.value)
     assert "the train split has 270 characters" in message
     assert "it needs at least 408 characters" in message  # 8 rows x (50 + 1)

@@ -64,7 +64,7 @@ def test_multirun_puts_each_job_in_its_own_folder_with_events(tmp_path: Path, ru
     result = run_script("train.py", "-m", "model=rnn,gru", *tiny_sine, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert [p.name for p in jobs] == ["0", "1"]
+    assert [p.name for p in jobs] == ["0_model=rnn", "1_model=gru"]  # the overrides that differ
     cells = []
     for job in jobs:
         assert "val/loss" in read_events(job).Tags()["scalars"]

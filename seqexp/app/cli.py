@@ -1,14 +1,21 @@
 """What every entry point shares: user mistakes end as one line and a non-zero exit, not a traceback."""
 
+import contextlib
 import functools
+import logging
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 
-from seqexp.errors import user_error
+from seqexp.errors import ConfigError, user_error
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -33,7 +40,8 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
     """Wrap a Hydra task so that a ConfigError (also one wrapped by Hydra's instantiate) prints
     ``error: <message>`` and exits with status 2.
 
-    In a multirun the error is re-raised instead, so Hydra marks that job failed and the sweep goes on.
+    In a multirun the error is logged and re-raised instead, so Hydra marks that job failed and the
+    sweep goes on; :func:`run_app` prints the one ``error:`` line when the sweep ends.
     """
 
     @functools.wraps(task)
@@ -45,8 +53,56 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
             if mistake is None:
                 raise
             if _in_multirun():
-                print_user_error(mistake)
+                log.error("error: %s", mistake)
                 raise mistake from None
             exit_with_user_error(mistake)
 
     return wrapped
+
+
+def _hydra_mistake(error: BaseException) -> ConfigError | None:
+    """A failure Hydra reports itself that is the user's to fix, as a ConfigError; else None.
+
+    Hydra's composition errors (a mistyped key or option) are several lines; they become one. An OSError
+    raised outside seqexp's code is Hydra failing to create the run folder (hydra.run.dir=/dev/null/x).
+    """
+    if isinstance(error, CompactHydraException):
+        message = str(error).split("Config search path:")[0]  # the search path is Hydra's business
+        return ConfigError(" ".join(line.strip() for line in message.splitlines() if line.strip()))
+    if isinstance(error, OSError):
+        frames = traceback.extract_tb(error.__traceback__)
+        if not any("/seqexp/" in f.filename and f.filename != __file__ for f in frames):
+            return ConfigError(
+                f"cannot create the run folder ({error}): choose a hydra.run.dir (or hydra.sweep.dir) "
+                "that can be created"
+            )
+    return None
+
+
+def run_app(main: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` entry point so that what Hydra would report with its own multi-line block
+    (a run folder it cannot create, a ConfigError that failed a multirun's job, a composition error)
+    also ends as one ``error:`` line and exit status 2."""
+    # With this set Hydra raises instead of printing its report; genuine bugs keep their traceback.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except Exception as error:
+        mistake = user_error(error) or _hydra_mistake(error)
+        if mistake is None:
+            raise
+        exit_with_user_error(mistake)
+
+
+@contextlib.contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """End quietly when the reader of stdout goes away (``report.py DIR | head``), as Unix tools do.
+
+    The exit status is 141, a shell's status for a process ended by SIGPIPE; stdout is pointed at
+    /dev/null so that Python's own flush at exit does not fail a second time.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

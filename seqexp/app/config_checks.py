@@ -26,6 +26,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_seed(value: Any) -> bool:
+    return _is_int(value) and 0 <= value < 2**32  # numpy's range, which Lightning seeds as well
+
+
 def _require(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
     if not ok(value):
         raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}")
@@ -48,7 +52,7 @@ def check_train_config(cfg: DictConfig) -> None:
     _require("clip", cfg.clip, lambda v: v is None or (_is_number(v) and v > 0), "a number > 0, or null")
     _one_of("clip_algorithm", cfg.clip_algorithm, CLIP_ALGORITHMS)
     _require("seq_length", cfg.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _require("seed", cfg.seed, _is_int, "an integer")
+    _require("seed", cfg.seed, _is_seed, "an integer from 0 to 2**32 - 1")
     _require("compile", cfg.compile, lambda v: isinstance(v, bool), "true or false")
     _require(
         "save_every_steps",
@@ -82,7 +86,14 @@ def check_train_config(cfg: DictConfig) -> None:
 
     model = cfg.model
     _require("model.hidden_size", model.hidden_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _require("model.num_layers", model.num_layers, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    _require(
+        "model.num_layers", model.num_layers, lambda v: _is_int(v) and 1 <= v <= MAX_LAYERS,
+        f"an integer between 1 and {MAX_LAYERS}",
+    )  # fmt: skip
+    if "embedding_dim" in model:
+        _require(
+            "model.embedding_dim", model.embedding_dim, lambda v: _is_int(v) and v >= 1, "an integer >= 1"
+        )
     _require("model.dropout", model.dropout, lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)")
 
     # The keys every optimizer and scheduler shares; the options of one class are its constructor's to
@@ -97,6 +108,7 @@ def check_train_config(cfg: DictConfig) -> None:
         _one_of("scheduler.lightning key", key, LIGHTNING_SCHEDULER_KEYS)
     if "interval" in lightning:
         _one_of("scheduler.lightning.interval", lightning.interval, SCHEDULER_INTERVALS)
+    check_trainer_config(cfg.trainer)
 
 
 def as_text(value: Any) -> Any:
@@ -148,5 +160,69 @@ def check_sample_config(cfg: DictConfig) -> None:
         raise ConfigError("ckpt is missing: pass ckpt=PATH, a checkpoint written by scripts/train.py")
     check_sampling_options(as_text(cfg.prime), cfg.length, cfg.top_k, cfg.temperature)
     _require("seed", cfg.seed, _is_int, "an integer")
-    if cfg.out and not Path(cfg.out).expanduser().resolve().parent.is_dir():
-        raise ConfigError(f"out={cfg.out!r} is in a folder that does not exist: create it or choose another")
+    if cfg.out:
+        out = Path(str(cfg.out)).expanduser()
+        if out.is_dir():
+            raise ConfigError(
+                f"out={cfg.out!r} is a folder: give the path of a file to write, e.g. {out}/sample.txt"
+            )
+        if not out.resolve().parent.is_dir():
+            raise ConfigError(
+                f"out={cfg.out!r} is in a folder that does not exist: create it or choose another"
+            )
+
+
+# Deeper recurrent stacks do not train, and building one of 100000 layers takes longer than any run.
+MAX_LAYERS = 64
+
+
+def _positive_limit(value: Any) -> bool:
+    """A Trainer limit as Lightning reads it: a fraction in (0, 1] or a number of batches >= 1."""
+    if isinstance(value, float):
+        return 0 < value <= 1
+    return _is_int(value) and value >= 1
+
+
+def check_trainer_config(trainer: DictConfig) -> None:
+    """Raise ConfigError for a Trainer value that would train nothing, forever, or crash mid-run.
+
+    Only the values our task relies on are checked here; the Trainer judges the rest itself (its
+    refusal becomes one line, see seqexp.tasks.train.build).
+    """
+    epochs = trainer.get("max_epochs")
+    _require(
+        "trainer.max_epochs", epochs, lambda v: v is None or v == -1 or (_is_int(v) and v >= 1),
+        "an integer >= 1, -1 (no limit, with trainer.max_steps) or null",
+    )  # fmt: skip
+    steps = trainer.get("max_steps", -1)
+    _require(
+        "trainer.max_steps",
+        steps,
+        lambda v: _is_int(v) and (v == -1 or v >= 1),
+        "an integer >= 1, or -1 (no limit)",
+    )
+    if epochs == -1 and steps == -1:
+        raise ConfigError(
+            "trainer.max_epochs=-1 with trainer.max_steps=-1 would train forever: set one of them"
+        )
+    for key in ("limit_train_batches", "val_check_interval"):
+        if key in trainer:
+            _require(
+                f"trainer.{key}",
+                trainer[key],
+                _positive_limit,
+                "a fraction in (0, 1] or a number of batches >= 1",
+            )
+    for key in ("log_every_n_steps", "num_nodes", "accumulate_grad_batches"):
+        if key in trainer:
+            _require(f"trainer.{key}", trainer[key], lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    if trainer.get("check_val_every_n_epoch") is not None:
+        _require(
+            "trainer.check_val_every_n_epoch", trainer.check_val_every_n_epoch,
+            lambda v: _is_int(v) and v >= 1, "an integer >= 1, or null",
+        )  # fmt: skip
+    devices = trainer.get("devices", "auto")
+    _require(
+        "trainer.devices", devices, lambda v: not _is_int(v) or v >= 1 or v == -1,
+        "a number of devices >= 1, -1 (all of them), 'auto' or a list of device indices",
+    )  # fmt: skip

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seqexp.errors import first_line, user_error
+from seqexp.errors import first_line, root_cause, user_error
 
 STATUS_FILE = "status.json"
 STATUSES = ("running", "ok", "diverged", "interrupted", "failed")
@@ -124,7 +124,7 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
         write_status(run_dir, ended)
         raise
     except BaseException as error:  # KeyboardInterrupt and SystemExit end the run just as well
-        described = first_line(user_error(error) or error)
+        described = first_line(user_error(error) or root_cause(error))
         write_status(run_dir, replace(running, status="failed", finished=time.time(), error=described))
         raise
     number = isinstance(result, int | float) and not isinstance(result, bool)

@@ -1,7 +1,7 @@
 """At each validation, a text sample from a fixed prime and seed, in TensorBoard's text tab."""
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from seqexp.app.config_checks import as_text, check_sampling_options
 from seqexp.callbacks.tensorboard import tensorboard_writer
@@ -9,23 +9,28 @@ from seqexp.data.vocab import Vocab
 from seqexp.sampling import sample_text
 
 KEY = "callbacks.text_sample."  # where conf/callbacks/default.yaml puts this callback, for messages
+DEFAULT_PRIME = "The"
 
 
 class TextSample(pl.Callback):
     """Logs ``val/sample``: ``prime`` and ``length`` characters sampled after it; nothing for float data.
 
     The prime and seed stay fixed, so the samples of successive validations show what training changed.
+    ``prime=None`` (the default) primes with :data:`DEFAULT_PRIME` where the corpus has its characters,
+    else with the first characters of the held-out text, and says so in one log line: the sample is a
+    nicety that must not stop training on Greek, code or DNA. A prime the user gave is checked instead.
     """
 
     def __init__(
         self,
-        prime: str = "The",
+        prime: str | None = None,
         length: int = 300,
         top_k: int | None = 5,
         temperature: float = 1.0,
         seed: int = 0,
     ) -> None:
-        self.prime = as_text(prime)  # Hydra reads callbacks.text_sample.prime=123 as a number
+        self.prime = None if prime is None else as_text(prime)  # Hydra reads prime=123 as a number
+        check_sampling_options(self.prime or DEFAULT_PRIME, length, top_k, temperature, prefix=KEY)
         self.length = length
         self.top_k = top_k
         self.temperature = temperature
@@ -34,10 +39,23 @@ class TextSample(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Checked before training starts: a prime the corpus cannot encode should not end a long run.
         spec = pl_module.spec
-        if spec.tokens:
-            check_sampling_options(
-                self.prime, self.length, self.top_k, self.temperature, spec.vocab, prefix=KEY
-            )
+        if not spec.tokens:
+            return
+        if self.prime is None:
+            self.prime = self._default_prime(spec.vocab, trainer)
+        check_sampling_options(self.prime, self.length, self.top_k, self.temperature, spec.vocab, prefix=KEY)
+
+    @staticmethod
+    def _default_prime(vocab: tuple[str, ...], trainer: pl.Trainer) -> str:
+        if set(DEFAULT_PRIME) <= set(vocab):
+            return DEFAULT_PRIME
+        held_out = trainer.datamodule.splits["val"][: len(DEFAULT_PRIME)]
+        prime = Vocab(vocab).decode(held_out)
+        rank_zero_info(
+            f"{KEY}prime: {prime!r}, the start of the held-out text, since the corpus has no "
+            f"{DEFAULT_PRIME!r}; set {KEY}prime to choose another"
+        )
+        return prime
 
     @rank_zero_only
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -44,7 +44,7 @@ class TextDataModule(StreamDataModule):
         test_fraction: float = 0.0,
         batch_size: int = 32,
         seq_length: int = 100,
-        eval_burn_in: int = 0,
+        eval_burn_in: int | None = None,
     ) -> None:
         super().__init__(batch_size, seq_length, eval_burn_in)
         self.data_dir = Path(data_dir).expanduser()
@@ -76,5 +76,5 @@ class TextDataModule(StreamDataModule):
             output_size=size,
             tokens=True,
             vocab=self.vocab.chars,
-            eval_burn_in=self.eval_burn_in,
+            eval_burn_in=self.burn_in,
         )

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from seqexp.app.config_checks import as_text, check_sampling_options
 from seqexp.app.devices import choose_device
-from seqexp.checkpoints import model_from_checkpoint, read_checkpoint
+from seqexp.checkpoints import model_from_checkpoint, read_checkpoint, require_finite_weights
 from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 from seqexp.models.sequence_model import SequenceModel
@@ -23,6 +23,7 @@ def load_text_model(path: str, device: torch.device) -> tuple[SequenceModel, Voc
             f"ckpt={path!r} holds a model of float data (e.g. sine): sampling needs a text model"
         )
     model, spec = model_from_checkpoint(checkpoint, path=path)
+    require_finite_weights(model, path=path)
     return model, Vocab(spec.vocab)
 
 

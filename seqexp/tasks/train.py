@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.config_checks import check_train_config
 from seqexp.app.run_status import RunInterrupted, launched_process, run_recorded
+from seqexp.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -46,28 +47,44 @@ def size_advice(parameters: int, train_items: int, unit: str = "items") -> str:
 
 
 def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule", "pl.Trainer"]:
-    """Seed, then instantiate ``(datamodule, module, trainer)`` from a checked configuration."""
+    """Seed, then instantiate ``(datamodule, module, trainer)`` from a checked configuration.
+
+    Everything that can be judged before training is judged here, as a ConfigError: the arguments of
+    every constructor against its type hints, the Trainer's own validation, whether the model fits in
+    memory and whether the data gives the Trainer what it was asked for.
+    """
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from seqexp.checkpoints import AtomicCheckpointIO
+    from seqexp.app.argument_types import check_arguments
+    from seqexp.models.size import check_model_fits
     from seqexp.module import SequenceLightningModule
     from seqexp.optimization import check_optimization
 
     # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: noise a user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    check_arguments("model", cfg.model, target="seqexp.models.sequence_model.SequenceModel")
+    for key in ("data", "trainer"):
+        check_arguments(key, cfg[key])
+    for group in ("callbacks", "logger"):
+        for name, node in (cfg.get(group) or {}).items():
+            if node:
+                check_arguments(f"{group}.{name}", node)
     datamodule = instantiate(cfg.data)
-    callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
+    # A preset turns a callback off by setting it to null (debug=fast: callbacks.checkpoint: null).
+    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback]
     if not cfg.trainer.enable_progress_bar:  # Lightning refuses a progress-bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-    loggers = [instantiate(logger) for logger in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
-    datamodule.check_streams(trainer.world_size, trainer.limit_val_batches)
+    loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values() if logger]
+    trainer = _instantiate_trainer(cfg.trainer, callbacks, loggers)
+    datamodule.check_streams(trainer)
 
     spec = datamodule.spec
+    model_options = OmegaConf.to_container(cfg.model, resolve=True)
+    check_model_fits(model_options, spec, trainer.strategy.root_device)
     module = SequenceLightningModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
+        model=model_options,
         data=spec.as_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
@@ -107,6 +124,32 @@ def run_job(cfg: DictConfig) -> float:
         sys.exit(128 + interrupted.signum)
 
 
+def _instantiate_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> "pl.Trainer":
+    """The Trainer, or ConfigError with the first line of the Trainer's own refusal."""
+    import torch
+    from hydra.utils import instantiate
+
+    from seqexp.checkpoints import AtomicCheckpointIO
+
+    accelerator = trainer_cfg.get("accelerator")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no GPU that torch can use: "
+            "use trainer=cpu (or trainer=auto, which takes a GPU where there is one)"
+        )
+    try:
+        return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+    except Exception as error:  # Hydra wraps the Trainer's own refusal; the cause is the message
+        from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+        cause = error.__cause__ or error
+        if not isinstance(cause, ValueError | TypeError | MisconfigurationException):
+            raise
+        raise ConfigError(
+            f"the Trainer refused its arguments: {first_line(cause).split(': ', 1)[-1]}"
+        ) from None
+
+
 def train(cfg: DictConfig) -> float:
     """Fit the configured model and return its best validation loss (inf if the run diverged).
 
@@ -139,8 +182,8 @@ def train(cfg: DictConfig) -> float:
         logger.finalize("success")
     best, final = metrics["hp/best_val_loss"], metrics["hp/final_val_loss"]
     rank_zero_info(f"best val/loss {best:.6g}, final val/loss {final:.6g}")
-    stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
-    if stop.stopped:
+    stop = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
+    if stop is not None and stop.stopped:
         rank_zero_info(f"interrupted by signal {stop.received}: resume=<this run's folder> continues it")
         raise RunInterrupted(stop.received)
     if module.divergence or not math.isfinite(final):

@@ -1,0 +1,29 @@
+"""TensorBoard's CUSTOM SCALARS tab laid out so that it opens on what matters: train and val loss in
+one chart, then val/bpc and val/ppl (text) or val/mse (a series), then the gradient norm."""
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
+
+from seqexp.callbacks.tensorboard import tensorboard_writer
+
+
+def layout(tokens: bool) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout for text (``tokens``) or float data."""
+    charts = {"loss (train, val)": ["Multiline", ["train/loss", "val/loss"]]}
+    if tokens:
+        charts["val/bpc"] = ["Multiline", ["val/bpc"]]
+        charts["val/ppl"] = ["Multiline", ["val/ppl"]]
+    else:
+        charts["val/mse"] = ["Multiline", ["val/mse"]]
+    charts["train/grad_norm"] = ["Multiline", ["train/grad_norm"]]
+    return {"seqexp": charts}
+
+
+class CustomScalarsLayout(pl.Callback):
+    """Writes the layout once, at the start of fit, into the run's TensorBoard events."""
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            writer.add_custom_scalars(layout(pl_module.spec.tokens))

@@ -1,0 +1,147 @@
+"""The eval task (conf/eval.yaml): a checkpoint's model scored on a split, as its training run scored it.
+
+The run's own data config (``<run dir>/.hydra/config.yaml``) is reused unless another is chosen, the
+burn-in is the checkpoint's, and the rows are as many as the run's processes had together, so the
+number matches the run's val/loss. The windows are scored by the same LightningModule code as in
+training (``trainer.validate`` / ``trainer.test``). Another corpus is re-encoded with the model's
+vocabulary; one with characters the model never saw is refused.
+"""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqexp.app.devices import choose_device
+from seqexp.checkpoints import checkpoint_file, model_from_checkpoint, read_checkpoint, require_finite_weights
+from seqexp.errors import ConfigError
+
+SPLITS = ("val", "test")
+
+
+def check_eval_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first invalid value of an eval configuration, before torch runs."""
+    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
+        raise ConfigError("ckpt is missing: pass ckpt=PATH, a checkpoint or a run folder of scripts/train.py")
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"split={cfg.split!r} is invalid: it must be one of {', '.join(SPLITS)}")
+    if cfg.out:
+        out = Path(str(cfg.out)).expanduser()
+        if out.is_dir() or not out.resolve().parent.is_dir():
+            raise ConfigError(f"out={cfg.out!r} must be a file in an existing folder, e.g. metrics.json")
+
+
+def run_config(ckpt: Path) -> DictConfig | None:
+    """The saved config of the run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), if it is there."""
+    saved = ckpt.parent.parent / ".hydra" / "config.yaml"
+    return OmegaConf.load(saved) if ckpt.parent.name == "checkpoints" and saved.is_file() else None
+
+
+def data_config(cfg: DictConfig, run: DictConfig | None) -> DictConfig:
+    """The data config to evaluate on: the run's, changed by ``+data.KEY=...``, or a chosen data group."""
+    chosen = OmegaConf.to_container(cfg.data, resolve=False) if cfg.get("data") else {}
+    if run is None and "_target_" not in chosen:
+        raise ConfigError(
+            f"ckpt={cfg.ckpt!r} is not in a run folder with its .hydra/config.yaml: choose the data, "
+            "e.g. data=text data.path=FILE"
+        )
+    root = OmegaConf.create(OmegaConf.to_container(run, resolve=False) if run is not None else {})
+    for key in ("seq_length", "seed"):
+        if cfg.get(key) is not None or key not in root:
+            root[key] = cfg.get(key)
+    if "paths" not in root or "_target_" in chosen:
+        root["paths"] = OmegaConf.to_container(cfg.paths, resolve=False)
+    OmegaConf.update(root, "data", chosen, merge="_target_" not in chosen)
+    return root.data
+
+
+def processes(run: DictConfig | None) -> int:
+    """How many processes shared the rows in training: devices x nodes where they were numbers."""
+    if run is None:
+        return 1
+    devices, nodes = run.trainer.get("devices"), run.trainer.get("num_nodes", 1)
+    return (devices if isinstance(devices, int) and devices > 0 else 1) * (
+        nodes if isinstance(nodes, int) else 1
+    )
+
+
+def encode_with_model_vocab(datamodule: Any, vocab: tuple[str, ...]) -> None:
+    """Re-encode the datamodule's splits with the model's vocabulary (another corpus's ids differ)."""
+    corpus = datamodule.vocab.chars
+    known = {char: index for index, char in enumerate(vocab)}
+    unknown = [char for char in corpus if char not in known]
+    if unknown:
+        raise ConfigError(
+            f"data.path={datamodule.path!r} has {len(unknown)} character(s) the model does not know "
+            f"({', '.join(map(repr, unknown[:10]))}): evaluate on text of the model's vocabulary "
+            f"{''.join(vocab)!r}"
+        )
+    mapping = torch.tensor([known[char] for char in corpus])
+    datamodule.splits = {split: mapping[ids] for split, ids in datamodule.splits.items()}
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.ckpt`` on ``cfg.split``; print the metrics (and write them to ``cfg.out``)."""
+    check_eval_config(cfg)
+    import logging
+    import warnings
+
+    import pytorch_lightning as pl
+
+    # stdout is for the metrics and stderr for problems: Lightning's hardware notes are neither.
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+    from seqexp.module import SequenceLightningModule
+
+    device = choose_device(cfg.device)
+    file = checkpoint_file(cfg.ckpt)
+    checkpoint = read_checkpoint(file, device=device)
+    model, spec = model_from_checkpoint(checkpoint, path=cfg.ckpt)
+    require_finite_weights(model, path=cfg.ckpt)
+    run = run_config(file)
+    datamodule = instantiate(data_config(cfg, run))
+    datamodule.batch_size *= processes(run)  # one process, the run's rows: the same windows
+    datamodule.setup()
+    data_spec = datamodule.spec
+    if data_spec.tokens != spec.tokens:
+        kind = "text" if spec.tokens else "a float series"
+        raise ConfigError(f"ckpt={cfg.ckpt!r} holds a model of {kind}: choose data of that kind")
+    if spec.tokens:
+        encode_with_model_vocab(datamodule, spec.vocab)
+    if cfg.split not in datamodule.splits:
+        raise ConfigError(
+            f"split={cfg.split}: the data has no {cfg.split} split; hold one out with +data.test_fraction=0.1"
+        )
+    windows = len(datamodule._window_stream(cfg.split))
+    if windows <= spec.eval_burn_in:
+        raise ConfigError(
+            f"the {cfg.split} split gives {windows} window(s), none after the model's burn-in of "
+            f"{spec.eval_burn_in}: use a longer split or smaller data.batch_size / seq_length"
+        )
+
+    hparams = checkpoint["hyper_parameters"]
+    module = SequenceLightningModule(model=hparams["model"], data=hparams["data"], optim=hparams["optim"])
+    module.model = model
+    trainer = pl.Trainer(
+        accelerator=device.type, devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    run_split = trainer.validate if cfg.split == "val" else trainer.test
+    scores = run_split(module, datamodule=datamodule, verbose=False)[0]
+    metrics: dict[str, Any] = {name.split("/", 1)[1]: float(value) for name, value in scores.items()}
+    metrics.update(
+        ckpt=str(file), split=cfg.split, windows=windows, burn_in=spec.eval_burn_in,
+        rows=datamodule.batch_size, seq_length=datamodule.seq_length,
+    )  # fmt: skip
+    names = ("loss", "bpc", "ppl") if spec.tokens else ("loss", "mse")
+    print(
+        " ".join(f"{cfg.split}/{name} {metrics[name]:.6g}" for name in names if math.isfinite(metrics[name]))
+    )
+    if cfg.out:
+        Path(str(cfg.out)).expanduser().write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
