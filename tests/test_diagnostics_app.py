@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import read_events
+from tests.helpers import job_folder, read_events
 
 
 def test_a_trained_sine_seed_forecasts_far_better_than_predicting_zero(run_dir: Path, run_script):
@@ -81,7 +81,7 @@ def test_compare_cells_runs_the_four_cells_on_the_same_data_budget_and_seed(tmp_
         "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    configs = [OmegaConf.load(sweep / str(job) / ".hydra" / "config.yaml") for job in range(4)]
+    configs = [OmegaConf.load(job_folder(sweep, job) / ".hydra" / "config.yaml") for job in range(4)]
     # glob(*) over conf/model/: every cell, in the order of the files' names
     assert [c.model.cell.rsplit(".", 1)[-1] for c in configs] == ["GRU", "LSTM", "PeepholeLSTM", "RNN"]
     for config in configs:  # everything but the cell is the same

@@ -11,11 +11,14 @@ callback: they own the folder by definition. So does a job that SLURM requeued, 
 """
 
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, read_write
 
 from seqexp.app.cli import exit_with_user_error
 from seqexp.app.run_status import read_status, slurm_job_id
@@ -26,20 +29,33 @@ OWNER = ".owner"  # created by the run that owns the folder
 
 class OneRunPerFolder(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(config, "hydra.run.dir")
+        self._claim_or_exit(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(config, "hydra.sweep.dir")
+        self._claim_or_exit(config, "hydra.sweep.dir")
+
+    def _claim_or_exit(self, config: DictConfig, key: str) -> None:
+        # Hydra turns a callback's exception into a warning and goes on: a run would then share a folder.
+        try:
+            self._claim(config, key)
+        except Exception:
+            traceback.print_exc()
+            sys.exit(1)
 
     def _claim(self, config: DictConfig, key: str) -> None:
+        # The folder's name may read Hydra's runtime (${hydra:runtime.choices.model}), which Hydra sets
+        # only as the job starts; set it now to resolve the name (Hydra sets it again, the same).
+        HydraConfig.instance().set_config(config)
         folder = Path(str(config.hydra.run.dir if key == "hydra.run.dir" else config.hydra.sweep.dir))
         named = any(override.split("=", 1)[0] == key for override in config.hydra.overrides.hydra)
         try:
             claimed = claim_folder(folder, key, generated=not named)
         except ConfigError as error:
             exit_with_user_error(error)
+        except OSError as error:  # Hydra would only warn about a callback's exception, then fail anyway
+            exit_with_user_error(ConfigError(f"{key}={str(folder)!r} cannot be created: {error.strerror}"))
         if claimed != folder:
-            with open_dict(config):
+            with read_write(config.hydra):  # Hydra's own section is read-only once composed
                 config.hydra[key.split(".")[1]].dir = str(claimed)
 
 

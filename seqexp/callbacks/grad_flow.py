@@ -71,7 +71,9 @@ class GradientFlow(PeriodicDiagnostic):
         rows = min(self.rows, len(inputs) // length)
 
         def cut(series: torch.Tensor) -> torch.Tensor:
-            return series[: rows * length].reshape(rows, length, *series.shape[1:])
+            stretch = series[: rows * length].reshape(rows, length, *series.shape[1:])
+            # Token files hold compact ids (uint8/16/32); the model takes int64, as the streams serve it.
+            return stretch if stretch.is_floating_point() else stretch.long()
 
         return cut(inputs), cut(targets)
 

@@ -81,7 +81,8 @@ def encode_with_model_vocab(datamodule: Any, vocab: tuple[str, ...]) -> None:
             f"{''.join(vocab)!r}"
         )
     mapping = torch.tensor([known[char] for char in corpus])
-    datamodule.splits = {split: mapping[ids] for split, ids in datamodule.splits.items()}
+    # Token files hold compact ids (uint8 would index as a mask): look them up as int64.
+    datamodule.splits = {split: mapping[ids.long()] for split, ids in datamodule.splits.items()}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

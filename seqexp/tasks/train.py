@@ -73,7 +73,11 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
                 check_arguments(f"{group}.{name}", node)
     datamodule = instantiate(cfg.data)
     # A preset turns a callback off by setting it to null (debug=fast: callbacks.checkpoint: null).
-    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback]
+    callbacks = [
+        _instantiate(f"callbacks.{name}", callback)
+        for name, callback in (cfg.get("callbacks") or {}).items()
+        if callback
+    ]
     if not cfg.trainer.enable_progress_bar:  # Lightning refuses a progress-bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values() if logger]
@@ -127,7 +131,6 @@ def run_job(cfg: DictConfig) -> float:
 def _instantiate_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> "pl.Trainer":
     """The Trainer, or ConfigError with the first line of the Trainer's own refusal."""
     import torch
-    from hydra.utils import instantiate
 
     from seqexp.checkpoints import AtomicCheckpointIO
 
@@ -137,17 +140,26 @@ def _instantiate_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list
             f"trainer.accelerator={accelerator} but this machine has no GPU that torch can use: "
             "use trainer=cpu (or trainer=auto, which takes a GPU where there is one)"
         )
-    try:
-        return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
-    except Exception as error:  # Hydra wraps the Trainer's own refusal; the cause is the message
-        from lightning_fabric.utilities.exceptions import MisconfigurationException
+    return _instantiate(
+        "trainer", trainer_cfg, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()]
+    )
 
+
+def _instantiate(key: str, node: DictConfig, **kwargs: object) -> object:
+    """``instantiate(node)``, or ConfigError with the first line of the constructor's own refusal (a
+    Lightning class such as the Trainer or ModelCheckpoint validates its arguments itself)."""
+    from hydra.utils import instantiate
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as error:  # Hydra wraps the constructor's refusal; the cause is the message
         cause = error.__cause__ or error
-        if not isinstance(cause, ValueError | TypeError | MisconfigurationException):
+        if isinstance(cause, ConfigError) or not isinstance(
+            cause, ValueError | TypeError | MisconfigurationException
+        ):
             raise
-        raise ConfigError(
-            f"the Trainer refused its arguments: {first_line(cause).split(': ', 1)[-1]}"
-        ) from None
+        raise ConfigError(f"{key} refused its arguments: {first_line(cause).split(': ', 1)[-1]}") from None
 
 
 def train(cfg: DictConfig) -> float:
