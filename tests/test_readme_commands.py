@@ -34,6 +34,8 @@ BUDGETS = {
     "bench_cells.py": ["--shape", "seed", "--repeats", "1", "--warmup", "0"],
     "bench_train.py": ["--preset", "sine", "--epochs", "1", "--repeats", "1"],
 }
+# A resumed run goes two steps beyond the runs of the lines above (which train 2 steps).
+RESUME_BUDGET = "trainer.max_steps=4"
 COMMAND = re.compile(r"python scripts/\S+\.py\b.*")
 
 
@@ -48,13 +50,15 @@ def readme_commands() -> list[tuple[str, str]]:
     found = []
     in_code = False
     for line in _joined_lines((REPO / "README.md").read_text()):
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):  # fences may be indented inside a list item
             in_code = not in_code
             continue
         if in_code:
             match = COMMAND.search(line)
-            if match:
-                found.append(("README.md", match.group()))
+            if match:  # a shell loop around a command runs whole
+                found.append(
+                    ("README.md", line.strip() if line.lstrip().startswith("for ") else match.group())
+                )
         else:
             found += [("README.md", m) for m in re.findall(r"`(python scripts/[^`]+)`", line)]
     for folder in ("experiment", "hparams_search"):
@@ -106,6 +110,8 @@ def run(folder: Path, script: str, args: list[str], timeout: float = 600) -> sub
 
 
 def budget(script: str, args: list[str]) -> list[str]:
+    if script == "train.py" and any(a.startswith("resume=") for a in args):
+        return [RESUME_BUDGET]  # a resumed run keeps its config: only its limits may be given
     searches = script == "train.py" and any(a.startswith("hparams_search=") for a in args)
     return [*BUDGETS[script], *(["hydra.sweeper.n_trials=2"] if searches else [])]
 
@@ -161,6 +167,16 @@ def compose_up_to_the_trainer(folder: Path, args: list[str]) -> None:
 @pytest.mark.slow  # every README command for real: a few minutes on 2 shared cores
 @pytest.mark.parametrize(("where", "command"), COMMANDS, ids=[f"{w}:{c[15:60]}" for w, c in COMMANDS])
 def test_the_command_runs_as_written(workspace, where, command):
+    if command.startswith("for "):  # e.g. resuming every job of a sweep: the loop runs in bash as written
+        loop = substitute(workspace, command).replace("scripts/", f"{REPO}/scripts/")
+        loop = re.sub(r"(resume=\S+?)(;)", rf"\1 {RESUME_BUDGET}\2", loop)
+        result = subprocess.run(
+            ["bash", "-c", loop.replace("python ", f"{sys.executable} ")],
+            cwd=workspace, env=script_env(), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, f"{where}: {command}\n{result.stderr[-3000:]}"
+        assert "Traceback" not in result.stderr
+        return
     script, args = arguments(substitute(workspace, command))
     unknown = [arg for arg in args if re.search(r"<[^>]+>", arg)]
     assert not unknown, f"{where}: a placeholder this test does not know: {unknown}"

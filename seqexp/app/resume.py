@@ -109,6 +109,19 @@ def check_resume(cfg: DictConfig) -> None:
         brief = {key: saved["data"].get(key) for key in data if saved["data"].get(key) != data[key]}
         ours = {key: data[key] for key in brief}
         raise ConfigError(f"resume={cfg.resume!r} " + mismatch.format(what="data", saved=brief, ours=ours))
+    step = checkpoint["global_step"]
+    # Lightning counts an epoch as done only once the next one starts: a checkpoint written after the
+    # last window of epoch e says epoch e and "last batch".
+    last_batch = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["is_last_batch"]
+    epochs = checkpoint["epoch"] + int(last_batch)
+    max_steps, max_epochs = cfg.trainer.max_steps, cfg.trainer.max_epochs
+    steps_done = max_steps is not None and 0 <= max_steps <= step
+    if steps_done or (max_epochs is not None and 0 <= max_epochs <= epochs):
+        raise NothingToResume(
+            f"nothing to resume: {cfg.resume} is at step {step} after {epochs} epoch(s), which "
+            f"trainer.max_steps={max_steps} and trainer.max_epochs={max_epochs} do not go beyond; give a "
+            "larger limit"
+        )
     devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
     ranks = checkpoint.get("seqexp", {}).get("world_size")
     if isinstance(devices, int) and ranks is not None and ranks != devices * nodes:

@@ -105,7 +105,7 @@ def run_job(cfg: DictConfig) -> float:
     folder, then :func:`train` runs with its fate recorded in ``status.json``. A signal ends the process
     with 128 + its number, after handing the signal to the handler that was there before (submitit's,
     under SLURM, which requeues the job; the requeued job finds its checkpoint and continues)."""
-    from seqexp.app.resume import check_resume, requeued_checkpoint, save_resumed_config
+    from seqexp.app.resume import NothingToResume, check_resume, requeued_checkpoint, save_resumed_config
     from seqexp.callbacks.stop_on_signal import STOP_SIGNALS
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -114,7 +114,11 @@ def run_job(cfg: DictConfig) -> float:
             cfg.resume = str(requeued)
     if cfg.resume:
         check_train_config(cfg)
-        check_resume(cfg)
+        try:
+            check_resume(cfg)
+        except NothingToResume as finished:
+            print(finished)
+            return math.nan
         if launched_process():
             save_resumed_config(cfg, run_dir)
     before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
