@@ -17,12 +17,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
+from bench_train import compose_config  # beside this script (scripts/ is on sys.path)
 
 from seqexp.callbacks.latest_checkpoint import LatestCheckpoint
 from seqexp.tasks.train import build
 
-REPO = Path(__file__).resolve().parents[1]
 CHAR_PRESET = ["experiment=charrnn_seed", "data=text"]
 
 
@@ -71,12 +70,8 @@ def main() -> None:
             "save_every_steps=2",
             "trainer.limit_val_batches=1",
             "trainer.enable_progress_bar=false",
-            "test_after_fit=false",
         ]
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose(
-                "train", overrides=[*overrides, f"paths.output_dir={folder}", f"paths.root_dir={REPO}"]
-            )
+        cfg = compose_config(overrides, folder)
         datamodule, module, trainer = build(cfg)
         steps = StepTimer()
         trainer.callbacks.append(steps)

@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.bench_train import FitTimer, compose_config
+from bench_train import FitTimer, compose_config  # beside this script (scripts/ is on sys.path)
+
 from seqexp.callbacks.grad_flow import GradientFlow
 from seqexp.callbacks.sine_plot import SineFitPlot
 from seqexp.tasks.train import build

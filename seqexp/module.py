@@ -64,6 +64,7 @@ class SequenceLightningModule(pl.LightningModule):
         self.divergence: str | None = None  # why training stopped as diverged
         self.validated_at_step: int | None = None  # the global step of the last validation that scored
         self._resumed: Resumed | None = None
+        self._realign_log_step = False
         self.spec = DataSpec.from_dict(data)
         self.model = build_model(model, self.spec)
         self.states: dict[str, State] = dict.fromkeys(STAGES)
@@ -218,11 +219,19 @@ class SequenceLightningModule(pl.LightningModule):
                 return tuple(mine(part) for part in state)
             return state[rank]
 
-        self.reference_loss = saved["reference_loss"]
+        self.reference_loss = saved.get("reference_loss")  # (set again from the next loss when absent)
         self.validated_at_step = saved["validated_at_step"]
         self._resumed = Resumed(
             saved["next_window"], mine(saved["train_state"]), mine(saved["rng"]), mine(saved["cuda_rng"])
         )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Lightning writes a checkpoint from a validation it did not schedule (a stop) with its logging
+        # step one behind global_step, and re-aligns it only for the checkpoints it knows; unaligned, a
+        # resumed run's curves would repeat a step. (A private counter: see the pin in pyproject.toml.)
+        if self._realign_log_step:
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+            self._realign_log_step = False
 
     def on_train_start(self) -> None:
         # Restored here rather than at load: the generators after everything that set up the run has
@@ -230,8 +239,9 @@ class SequenceLightningModule(pl.LightningModule):
         resumed, self._resumed = self._resumed, None
         if resumed is None:
             return
+        self._realign_log_step = True
         if resumed.rng is not None:
-            torch.set_rng_state(resumed.rng.cpu())
+            torch.set_rng_state(resumed.rng.cpu().clone())  # a row of the stacked ranks' states: a view
         if resumed.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(resumed.cuda_rng.cpu(), self.device)
         if resumed.train_state is not None and resumed.next_window % self.trainer.num_training_batches:

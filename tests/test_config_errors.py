@@ -78,7 +78,7 @@ def test_unknown_keys_and_options_are_refused_by_hydra(tmp_path, override, hydra
 # imported; the cell's constructor checks only its own options (docs/design.md §2).
 SHARED_CELL_OPTIONS = [
     ("model.hidden_size=2.5", "model.hidden_size=2.5 is invalid: it must be an integer >= 1"),
-    ("model.num_layers=0", "model.num_layers=0 is invalid: it must be an integer >= 1"),
+    ("model.num_layers=0", "model.num_layers=0 is invalid: it must be an integer between 1 and 64"),
     ("model.dropout=1.0", "model.dropout=1.0 is invalid: it must be in [0, 1)"),
 ]
 

@@ -44,3 +44,16 @@ def test_starting_the_ranks_installs_our_command(monkeypatch: pytest.MonkeyPatch
 def test_the_aten_ops_of_the_peephole_backward_exist():
     for op in (torch.ops.aten.sigmoid_backward, torch.ops.aten.tanh_backward):
         assert hasattr(op, "grad_input"), f"torch {torch.__version__}: seqexp/models/peephole.py uses {op}"
+
+
+def test_the_fit_loop_still_logs_at_its_batches_that_stepped_counter():
+    # seqexp/module.py re-aligns it after a resume and callbacks/tensorboard.py logs figures at it.
+    loop_fix = (
+        f"pytorch-lightning {pl.__version__}: seqexp/module.py and seqexp/callbacks/tensorboard.py use "
+        "fit_loop.epoch_loop._batches_that_stepped as the logging step; adapt them before raising the pin"
+    )
+    from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
+    from pytorch_lightning.trainer.connectors.logger_connector.logger_connector import _LoggerConnector
+
+    assert "_batches_that_stepped" in inspect.getsource(_TrainingEpochLoop.__init__), loop_fix
+    assert "_batches_that_stepped" in inspect.getsource(_LoggerConnector.log_metrics), loop_fix

@@ -117,6 +117,7 @@ def test_the_search_spaces_take_in_a_cell_added_as_one_yaml_file(tmp_path):
         overrides = [f"hparams_search={search}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
             config = compose("train", overrides=overrides, return_hydra_config=True)
+            OmegaConf.set_readonly(config.hydra, True)  # as Hydra hands it to the callbacks
             expand_group_globs(config)
         cells = config.hydra.sweeper.params.model
         assert cells.startswith("choice(") and "my-cell" in cells

@@ -35,6 +35,10 @@ class NothingToResume(Exception):
 def resume_arguments(argv: list[str]) -> list[str]:
     """``argv`` with ``resume=PATH`` turned into the run's saved config and folder; ``argv`` itself when
     it does not resume. Raises ConfigError for a path that is not a resumable run."""
+    from seqexp.app.run_status import launched_process
+
+    if not launched_process():  # a DDP rank: its parent already turned resume= into the run's config
+        return argv
     resume = [arg for arg in argv[1:] if arg.split("=", 1)[0].lstrip("+") == "resume"]
     if not resume:
         return argv
@@ -66,9 +70,9 @@ def resume_arguments(argv: list[str]) -> list[str]:
         argv[0],
         f"--config-path={(run_dir / SAVED_CONFIG.parent).resolve()}",
         f"--config-name={SAVED_CONFIG.stem}",
-        f"hydra.run.dir={run_dir.resolve()}",
+        f"hydra.run.dir='{run_dir.resolve()}'",
         "hydra.output_subdir=null",
-        f"++resume={checkpoint.resolve()}",
+        f"++resume='{checkpoint.resolve()}'",
         *others,
     ]
 

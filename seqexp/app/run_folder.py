@@ -53,7 +53,9 @@ class OneRunPerFolder(Callback):
         except ConfigError as error:
             exit_with_user_error(error)
         except OSError as error:  # Hydra would only warn about a callback's exception, then fail anyway
-            exit_with_user_error(ConfigError(f"{key}={str(folder)!r} cannot be created: {error.strerror}"))
+            exit_with_user_error(
+                ConfigError(f"{key}={str(folder)!r}: cannot create the run folder ({error.strerror})")
+            )
         if claimed != folder:
             with read_write(config.hydra):  # Hydra's own section is read-only once composed
                 config.hydra[key.split(".")[1]].dir = str(claimed)

@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from seqexp.app.cli import exit_with_user_error
 from seqexp.app.run_folder import release_folder
@@ -82,7 +82,7 @@ def expand_group_globs(config: DictConfig) -> None:
                 raise ConfigError(
                     f"hydra.sweeper.params: {key}={value} matches no option of the {group} group"
                 )
-            with open_dict(config):
+            with read_write(config.hydra):  # Hydra's own section is read-only once composed
                 params[key] = f"choice({', '.join(chosen)})"
 
 

@@ -15,6 +15,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 
 from seqexp.callbacks.periodic import PeriodicDiagnostic
+from seqexp.callbacks.tensorboard import validation_log_step
 from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
 from seqexp.errors import ConfigError
 from seqexp.report.runs import GRAD_FLOW_FILE
@@ -51,7 +52,7 @@ class GradientFlow(PeriodicDiagnostic):
         )
         norms = norms.cpu()
         memory = memory_steps(norms)
-        step = trainer.global_step
+        step = validation_log_step(trainer)
         writer.add_scalar("val/memory_steps", memory, global_step=step)
         writer.add_figure("val/grad_flow", self.figure(norms, memory, seq_length, step), global_step=step)
         curve = {"step": step, "seq_length": seq_length, "memory_steps": memory, "norms": norms.tolist()}

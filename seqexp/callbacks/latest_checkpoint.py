@@ -25,6 +25,7 @@ class LatestCheckpoint(pl.Callback):
         self.every_n_seconds = None if every_n_minutes is None else every_n_minutes * 60
         self._saved_at: float = time.monotonic()
         self._saved_step: int | None = None
+        self._flush_at_next_batch = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._saved_at = time.monotonic()
@@ -42,6 +43,14 @@ class LatestCheckpoint(pl.Callback):
         if due:
             self.save(trainer)
 
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._flush_at_next_batch:  # Lightning logs a step's metrics after on_train_batch_end
+            self._flush_at_next_batch = False
+            for logger in trainer.loggers:
+                logger.save()
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             self.save(trainer)
@@ -52,5 +61,8 @@ class LatestCheckpoint(pl.Callback):
     def save(self, trainer: pl.Trainer) -> None:
         if self._saved_step == trainer.global_step and self.path.exists():
             return  # nothing trained since the last write
+        for logger in trainer.loggers:  # what was logged before the checkpoint is on disk before it
+            logger.save()
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resume needs it
+        self._flush_at_next_batch = True
         self._saved_at, self._saved_step = time.monotonic(), trainer.global_step

@@ -21,6 +21,12 @@ class PeriodicDiagnostic(pl.Callback):
         self.validations = 0
         self.measured_at: int | None = None  # the global step of the last measurement
 
+    def state_dict(self) -> dict:
+        return {"validations": self.validations, "measured_at": self.measured_at}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.validations, self.measured_at = state_dict["validations"], state_dict["measured_at"]
+
     def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
         return True
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from seqexp.callbacks.periodic import PeriodicDiagnostic
+from seqexp.callbacks.tensorboard import validation_log_step
 from seqexp.diagnostics import closed_loop_forecast
 from seqexp.errors import ConfigError
 
@@ -41,7 +42,7 @@ class SineFitPlot(PeriodicDiagnostic):
         inputs, targets = datamodule.aligned("val")
         x, target = inputs[: self.n_points], targets[: self.n_points]
         prediction, _ = pl_module.predict_sequence(x.unsqueeze(0))
-        step = trainer.global_step
+        step = validation_log_step(trainer)
         next_step = "val" not in datamodule.targets
         horizon = min(self.horizon, len(inputs) - self.warm_up)
         # A bare Figure (no pyplot) needs no display and no global figure registry.

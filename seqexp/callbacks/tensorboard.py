@@ -11,3 +11,12 @@ def tensorboard_writer(trainer: pl.Trainer) -> SummaryWriter | None:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
+
+
+def validation_log_step(trainer: pl.Trainer) -> int:
+    """The step Lightning logs a validation's scalars at (during fit: the batches stepped so far)."""
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    if trainer.state.fn == TrainerFn.FITTING:
+        return trainer.fit_loop.epoch_loop._batches_that_stepped
+    return trainer.global_step

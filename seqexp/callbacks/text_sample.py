@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from seqexp.app.config_checks import as_text, check_sampling_options
-from seqexp.callbacks.tensorboard import tensorboard_writer
+from seqexp.callbacks.tensorboard import tensorboard_writer, validation_log_step
 from seqexp.data.vocab import Vocab
 from seqexp.sampling import sample_text
 
@@ -74,5 +74,5 @@ class TextSample(pl.Callback):
         # TensorBoard renders text as Markdown; indenting every line makes it a code block, which keeps
         # line breaks and shows characters such as * and # as they are.
         writer.add_text(
-            "val/sample", "\n".join(f"    {line}" for line in text.split("\n")), trainer.global_step
+            "val/sample", "\n".join(f"    {line}" for line in text.split("\n")), validation_log_step(trainer)
         )

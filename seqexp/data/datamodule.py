@@ -103,9 +103,7 @@ class StreamDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, split: str) -> DataLoader:
-        # Windows are ready-made batches: batch_size=None serves them as they are, in order, and
-        # worker processes would buy nothing for a slice of a tensor.
-        return DataLoader(self.stream(split), batch_size=None, shuffle=False, num_workers=0)
+        return WindowLoader(self.stream(split))
 
     def train_dataloader(self) -> DataLoader:
         epoch_loop = self.trainer.fit_loop.epoch_loop if self.trainer else None
@@ -183,7 +181,20 @@ class StreamDataModule(pl.LightningDataModule):
         return "test" in self.splits
 
 
-class ResumableWindowLoader(DataLoader):
+class WindowLoader(DataLoader):
+    """A split's windows as they are, in order.
+
+    Windows are ready-made batches: batch_size=None serves them as they are, and worker processes would
+    buy nothing for a slice of a tensor. The loader has a generator of its own: starting an epoch or a
+    validation then draws nothing from the global one, so an extra validation (the one a signal asks
+    for) leaves training's random stream (dropout) as it was, and a resumed run stays exact.
+    """
+
+    def __init__(self, stream: WindowStream) -> None:
+        super().__init__(stream, batch_size=None, shuffle=False, num_workers=0, generator=torch.Generator())
+
+
+class ResumableWindowLoader(WindowLoader):
     """A split's windows in order, able to start an epoch at window k.
 
     Lightning stores ``state_dict()`` in every checkpoint and hands it back to ``load_state_dict`` before
@@ -192,7 +203,7 @@ class ResumableWindowLoader(DataLoader):
     """
 
     def __init__(self, stream: WindowStream, position: Callable[[], int]) -> None:
-        super().__init__(stream, batch_size=None, shuffle=False, num_workers=0)
+        super().__init__(stream)
         self._position = position
         self._start = 0
 

@@ -1,0 +1,482 @@
+"""Resuming (issue 9), with real processes and real signals: a run killed outright continues exactly as if
+it had never stopped, a signal stops it cleanly with its state saved, SLURM's requeue continues a job in
+its own folder, a sweep's jobs are resumed one by one, and a bad resume= is refused without touching
+anything. Every run gets a folder of its own (a named folder that holds a run is refused)."""
+
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqexp.app.run_status import read_status
+from tests.helpers import REPO, assert_user_error, grammar_corpus, read_events, script_env
+
+TRAIN = REPO / "scripts" / "train.py"
+WAIT_S = 300  # bound on every wait: start-up alone takes tens of seconds on busy shared cores
+# Logged every step, validated mid-epoch (an epoch of the default sine data is 15 windows), with 2 layers
+# and dropout so that a resume must restore the random generators too.
+LONG_RUN = [
+    "trainer.log_every_n_steps=1",
+    "trainer.val_check_interval=10",
+    "trainer.enable_progress_bar=false",
+    "model.hidden_size=16",
+    "model.num_layers=2",
+    "model.dropout=0.2",
+]
+MAX_STEPS = 60  # 4 epochs; the kills and signals come after the first checkpoint, at step 4
+SAVE_OFTEN = "save_every_steps=4"  # periodic checkpoints, between the validations too
+# Measured from the clock, so they differ between any two runs; everything else must match exactly.
+WALL_CLOCK_TAGS = {"train/tokens_per_s"}
+# Not points of a curve: the custom-scalars layout, which every process writes once at step 0 (TensorBoard
+# shows the latest).
+LAYOUT_TAG = "custom_scalars__config__"
+
+
+@dataclass
+class Launched:
+    """A training process started in a session of its own (its DDP ranks and joblib workers too)."""
+
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def wait(self, timeout: float = WAIT_S) -> int:
+        return self.process.wait(timeout=timeout)
+
+
+Launch = Callable[..., Launched]
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """``launch(*overrides, env=..., cwd=...)`` starts scripts/train.py; whatever of its process group is
+    still alive when the test ends is killed (a failed test leaves no training behind)."""
+    started: list[subprocess.Popen] = []
+
+    def start(*overrides: str, env: dict[str, str] | None = None, cwd: Path = tmp_path) -> Launched:
+        log = tmp_path / f"train-{len(started)}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, str(TRAIN), *overrides],
+                cwd=cwd,
+                env=env or script_env(),
+                stdout=out,  # a file, not a pipe nobody reads while the run goes on
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(process)
+        return Launched(process, log)
+
+    yield start
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+
+
+def run_train(*overrides: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *overrides],
+        cwd=cwd,
+        env=env or script_env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+
+
+def wait_for(condition: Callable[[], bool], run: Launched, what: str) -> None:
+    """Poll until ``condition()``; fail if the run ends first or it takes longer than WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if run.process.poll() is not None:
+            pytest.fail(f"the run ended (exit {run.process.returncode}) before {what}:\n{run.output()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {WAIT_S} s:\n{run.output()}")
+        time.sleep(0.05)
+
+
+def last_ckpt(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def wait_for_checkpoint(run: Launched, run_dir: Path) -> None:
+    wait_for(last_ckpt(run_dir).exists, run, f"{last_ckpt(run_dir)}")
+
+
+def global_step(run_dir: Path) -> int:
+    return torch.load(last_ckpt(run_dir), weights_only=True)["global_step"]
+
+
+def steps(run_dir: Path, tag: str) -> list[int]:
+    return [event.step for event in read_events(run_dir).Scalars(tag)]
+
+
+def assert_finished(run: Launched, run_dir: Path, max_steps: int) -> None:
+    assert run.wait() == 0, run.output()
+    assert read_status(run_dir).status == "ok", run.output()
+    assert global_step(run_dir) == max_steps
+
+
+def assert_same_weights(run_dir: Path, reference: Path) -> None:
+    ours = torch.load(last_ckpt(run_dir), weights_only=True)["state_dict"]
+    theirs = torch.load(last_ckpt(reference), weights_only=True)["state_dict"]
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=1e-6, msg=name)
+
+
+READERS = {"scalars": "Scalars", "images": "Images", "tensors": "Tensors"}
+
+
+def assert_same_points(run_dir: Path, reference: Path, only: set[str] | None = None) -> None:
+    """The same points as ``reference`` for every tag it logged (or the tags in ``only``): scalars,
+    images (the sine fit) and text (samples) alike, none duplicated, none missing, at the same steps,
+    with the same values (pixels and the wall-clock tags aside)."""
+    ours, theirs = read_events(run_dir), read_events(reference)
+    for kind, reader in READERS.items():
+        tags = set(theirs.Tags()[kind])
+        if only is None:
+            assert set(ours.Tags()[kind]) == tags, kind
+        for tag in sorted((tags if only is None else tags & only) - {LAYOUT_TAG}):
+            mine, ref = getattr(ours, reader)(tag), getattr(theirs, reader)(tag)
+            assert [e.step for e in mine] == [e.step for e in ref], tag
+            if kind == "scalars" and tag not in WALL_CLOCK_TAGS:
+                values, expected = [e.value for e in mine], [e.value for e in ref]
+                assert values == pytest.approx(expected, rel=1e-6, abs=1e-6), tag
+            if kind == "tensors":
+                assert [e.tensor_proto for e in mine] == [e.tensor_proto for e in ref], tag
+
+
+def kill_group_after_checkpoint(run: Launched, run_dir: Path, max_steps: int) -> None:
+    """SIGKILL the run and all its processes (DDP ranks included) shortly after its first checkpoint,
+    which must be mid-run."""
+    wait_for_checkpoint(run, run_dir)
+    time.sleep(0.1)  # a step or two more, which the resume must not log twice
+    os.killpg(run.process.pid, signal.SIGKILL)
+    # Killed by the signal, not ended on its own: it was still training.
+    assert run.wait() == -signal.SIGKILL, f"the run ended before the kill: raise max_steps\n{run.output()}"
+    assert 0 < global_step(run_dir) < max_steps
+
+
+# --------------------------------------------------------------------------------------------------------
+# 1. A SIGKILL loses nothing but time: the resumed run equals one that was never interrupted.
+
+TEXT = [
+    "data=text",
+    "data.path=corpus.txt",
+    "seq_length=20",
+    "data.batch_size=8",
+    "callbacks.text_sample.prime=the",
+]
+KILL_CASES = [
+    pytest.param(["model=lstm", SAVE_OFTEN], id="sine-lstm"),
+    pytest.param(["model=rnn", SAVE_OFTEN], id="sine-rnn", marks=pytest.mark.slow),
+    pytest.param(["model=gru", SAVE_OFTEN], id="sine-gru", marks=pytest.mark.slow),
+    pytest.param(["model=peephole-lstm", SAVE_OFTEN], id="sine-peephole-lstm", marks=pytest.mark.slow),
+    pytest.param([*TEXT, "model=gru", SAVE_OFTEN], id="text-gru", marks=pytest.mark.slow),
+    pytest.param(
+        # Each process carries data.batch_size rows: 2 each keeps the validation split long enough.
+        ["model=lstm", "trainer=ddp_cpu", "trainer.devices=2", "data.batch_size=2", SAVE_OFTEN],
+        id="sine-lstm-ddp",
+        marks=pytest.mark.slow,
+    ),
+    # Only validations save: the kill always follows a checkpoint that a validation wrote.
+    pytest.param(["model=lstm"], id="sine-lstm-validation-checkpoint", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("overrides", KILL_CASES)
+def test_a_run_killed_after_a_checkpoint_resumes_exactly(tmp_path, launch, overrides):
+    max_steps = MAX_STEPS
+    if "data=text" in overrides:
+        (tmp_path / "corpus.txt").write_text(grammar_corpus(300), encoding="utf-8")
+    config = [*LONG_RUN, *overrides, f"trainer.max_steps={max_steps}"]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    uninterrupted = launch(*config, f"hydra.run.dir={reference}")
+    interrupted = launch(*config, f"hydra.run.dir={killed}")
+
+    kill_group_after_checkpoint(interrupted, killed, max_steps)
+    resumed = launch(f"resume={killed}")
+    assert_finished(resumed, killed, max_steps)
+    assert_finished(uninterrupted, reference, max_steps)
+
+    assert steps(killed, "train/loss") == list(range(max_steps))
+    assert_same_points(killed, reference)
+    assert_same_weights(killed, reference)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2. A signal stops the run after its step, with a validation and a checkpoint; resume= continues it.
+
+
+@pytest.mark.parametrize(
+    "signum",
+    [
+        signal.SIGTERM,
+        pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+        pytest.param(signal.SIGUSR1, marks=pytest.mark.slow),
+        pytest.param(signal.SIGUSR2, marks=pytest.mark.slow),
+    ],
+    ids=lambda s: s.name,
+)
+def test_a_signal_stops_the_run_with_its_state_saved_and_resume_continues_it(tmp_path, launch, signum):
+    max_steps = MAX_STEPS
+    config = [*LONG_RUN, SAVE_OFTEN, "model=lstm", f"trainer.max_steps={max_steps}"]
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    uninterrupted = launch(*config, f"hydra.run.dir={reference}")
+    run = launch(*config, f"hydra.run.dir={run_dir}")
+    wait_for_checkpoint(run, run_dir)
+    run.process.send_signal(signum)
+
+    assert run.wait() == 128 + signum, run.output()
+    assert "Traceback" not in run.output()
+    status = read_status(run_dir)
+    assert (status.status, status.signal) == ("interrupted", signum)
+    stopped_at = global_step(run_dir)  # the checkpoint loads with weights_only=True
+    assert 0 < stopped_at < max_steps
+    # It validated at the step where it stopped (Lightning logs a validation at global_step - 1).
+    assert steps(run_dir, "val/loss")[-1] == stopped_at - 1
+
+    resumed = launch(f"resume={run_dir}")
+    assert_finished(resumed, run_dir, max_steps)
+    val_steps = steps(run_dir, "val/loss")
+    assert val_steps == sorted(set(val_steps)), "duplicated validation points"
+    assert val_steps[-1] == max_steps - 1 and any(s > stopped_at for s in val_steps)
+    # The extra validation at the stop changed nothing in training: the same run as one not stopped.
+    assert_finished(uninterrupted, reference, max_steps)
+    assert_same_points(run_dir, reference, only={"train/loss"})
+    assert_same_weights(run_dir, reference)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 3. SLURM requeues a job after a timeout or preemption: same command, same job id, same folder.
+
+
+def slurm_env(job_id: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in script_env().items() if not k.startswith("SLURM_")}
+    if job_id is not None:
+        env["SLURM_JOB_ID"] = job_id
+    return {**env, **extra}
+
+
+def snapshot(folder: Path) -> dict[Path, tuple[bytes, int] | None]:
+    """Every path under ``folder``: a file's bytes and mtime, a folder as None."""
+    return {
+        path: (path.read_bytes(), path.stat().st_mtime_ns) if path.is_file() else None
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.slow
+def test_a_job_that_slurm_requeues_continues_in_its_folder_and_other_jobs_are_refused(tmp_path, launch):
+    max_steps = MAX_STEPS
+    config = [*LONG_RUN, SAVE_OFTEN, "model=gru", f"trainer.max_steps={max_steps}"]
+    reference, job = tmp_path / "reference", tmp_path / "job"
+    uninterrupted = launch(*config, f"hydra.run.dir={reference}")
+    first = launch(*config, f"hydra.run.dir={job}", env=slurm_env("4242"))
+    wait_for_checkpoint(first, job)
+    first.process.send_signal(signal.SIGUSR2)  # what submitit sends before a timeout or a preemption
+    assert first.wait() == 128 + signal.SIGUSR2, first.output()
+    status = read_status(job)
+    assert (status.status, status.signal, status.slurm_job) == ("interrupted", signal.SIGUSR2, "4242")
+    assert global_step(job) < max_steps
+
+    before = snapshot(job)
+    for other in (slurm_env("4243"), slurm_env(None)):
+        refused = run_train(*config, f"hydra.run.dir={job}", cwd=tmp_path, env=other)
+        assert_user_error(refused, f"hydra.run.dir='{job}' holds another run", f"resume={job}")
+        assert snapshot(job) == before
+
+    requeued = launch(*config, f"hydra.run.dir={job}", env=slurm_env("4242", SLURM_RESTART_COUNT="1"))
+    assert_finished(requeued, job, max_steps)
+    assert "resuming from" in requeued.output()
+    assert_finished(uninterrupted, reference, max_steps)
+    assert_same_points(job, reference, only={"train/loss"})
+    assert_same_weights(job, reference)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 4. A sweep stopped by SIGTERM: its jobs are resumed one by one with the README's loop.
+
+
+def python_on_path(tmp_path: Path) -> dict[str, str]:
+    """script_env() where `python` is this interpreter, as the README's shell loop calls it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = script_env()
+    return {**env, "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", "")])}
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    """A sweep's job folders (named <job number>_<overrides>), in job order."""
+    return sorted((p.parent for p in sweep.glob("*/.hydra")), key=lambda job: int(job.name.split("_")[0]))
+
+
+def process_gone(job: Path) -> bool:
+    status = read_status(job)
+    return status is not None and (status.status != "running" or status.process_gone())
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_sigterm_is_resumed_job_by_job(tmp_path, launch, run_script):
+    # Both jobs at once in joblib worker processes: the signal reaches them in the middle of training.
+    max_steps = MAX_STEPS
+    sweep = tmp_path / "sweep"
+    multirun = launch(
+        "-m", "model=rnn,gru", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
+        *LONG_RUN, SAVE_OFTEN, f"trainer.max_steps={max_steps}",
+    )  # fmt: skip
+    wait_for(lambda: len(job_dirs(sweep)) == 2, multirun, "both jobs' folders")
+    jobs = job_dirs(sweep)
+    for job in jobs:
+        wait_for_checkpoint(multirun, job)
+    os.killpg(multirun.process.pid, signal.SIGTERM)
+    assert multirun.wait() in (-signal.SIGTERM, 128 + signal.SIGTERM), multirun.output()
+    deadline = time.monotonic() + WAIT_S
+    while not all(process_gone(job) for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for job in jobs:
+        status = read_status(job)
+        assert status.status == "interrupted" or (status.status == "running" and status.process_gone())
+        assert global_step(job) < max_steps
+
+    loop = f"for job in {sweep}/*/; do python scripts/train.py resume=$job; done"
+    resumed = subprocess.run(
+        ["bash", "-c", loop], cwd=REPO, env=python_on_path(tmp_path), capture_output=True, text=True,
+        timeout=2 * WAIT_S,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    for job in jobs:
+        assert read_status(job).status == "ok", resumed.stderr[-4000:]
+        assert global_step(job) == max_steps
+        assert steps(job, "train/loss") == list(range(max_steps))
+
+    report = run_script("report.py", str(sweep))
+    assert report.returncode == 0, report.stderr[-3000:]
+    with (sweep / "leaderboard.csv").open() as file:
+        rows = sorted((row["run"], row["status"]) for row in csv.DictReader(file))
+    assert rows == [(job.name, "ok") for job in jobs]
+
+
+# --------------------------------------------------------------------------------------------------------
+# 5. A resume= that cannot be honoured is one error line, and nothing is written anywhere.
+
+TINY = [
+    "data.n_points=600",
+    "seq_length=10",
+    "model.hidden_size=8",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+    "trainer.max_steps=5",  # mid-epoch (an epoch is 11 windows): the run validates at its last step
+]
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory) -> dict[str, Path]:
+    """Two short finished runs, an RNN and a GRU, each in a folder of its own (started together)."""
+    root = tmp_path_factory.mktemp("finished")
+    runs = {cell: root / cell for cell in ("rnn", "gru")}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(TRAIN), *TINY, f"model={cell}", f"hydra.run.dir={folder}"],
+            cwd=root,
+            env=script_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for cell, folder in runs.items()
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=WAIT_S)
+        assert process.returncode == 0, stderr[-3000:]
+    return runs
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# Each case: how to spoil the copied run folder, the resume= value (relative to tmp_path) and what the
+# error line must name. `trainer.max_steps=50` extends the finished run, so it is not "nothing to resume".
+BAD_RESUMES = [
+    pytest.param(None, "nowhere", "resume='{tmp}/nowhere' does not exist", id="missing-path"),
+    pytest.param(
+        lambda run, other: shutil.rmtree(run / "checkpoints"),
+        "run",
+        "resume='{tmp}/run' is a folder with no checkpoints/last.ckpt",
+        id="no-checkpoints-folder",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        lambda run, other: (run.parent / "empty").mkdir(),
+        "empty",
+        "resume='{tmp}/empty' is a folder with no checkpoints/last.ckpt",
+        id="empty-folder",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        lambda run, other: truncate(last_ckpt(run)),
+        "run",
+        "is not a readable checkpoint of scripts/train.py",
+        id="truncated-checkpoint",
+    ),
+    pytest.param(
+        lambda run, other: shutil.copy2(last_ckpt(other), run / "checkpoints" / "gru.ckpt"),
+        "run/checkpoints/gru.ckpt",
+        "holds a model that differs from this run's",
+        id="checkpoint-of-another-model",
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+@pytest.mark.parametrize(("spoil", "resume", "message"), BAD_RESUMES)
+def test_a_resume_that_cannot_be_honoured_is_refused_and_writes_nothing(
+    tmp_path, finished_runs, spoil, resume, message
+):
+    run = tmp_path / "run"
+    shutil.copytree(finished_runs["rnn"], run)
+    if spoil:
+        spoil(run, finished_runs["gru"])
+    before = snapshot(tmp_path)
+    result = run_train(f"resume={tmp_path / resume}", "trainer.max_steps=50", cwd=tmp_path)
+    assert_user_error(result, message.format(tmp=tmp_path))
+    assert snapshot(tmp_path) == before
+
+
+def test_a_resume_that_changes_more_than_the_limits_is_refused_and_writes_nothing(tmp_path, finished_runs):
+    run = tmp_path / "run"
+    shutil.copytree(finished_runs["rnn"], run)
+    before = snapshot(tmp_path)
+    result = run_train(f"resume={run}", "trainer.max_steps=50", "model.hidden_size=64", cwd=tmp_path)
+    assert_user_error(result, "'model.hidden_size=64' cannot change a resumed run", "trainer.max_steps")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_finished_run_extended_with_more_steps_continues_its_curves(tmp_path, finished_runs):
+    run = tmp_path / "run"
+    shutil.copytree(finished_runs["rnn"], run)
+    result = run_train(f"resume={run}", "trainer.max_steps=12", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_status(run).status == "ok"
+    assert global_step(run) == 12
+    assert steps(run, "train/loss") == list(range(12))
+    # The first run's last validation, then the end of the first epoch and the new last step.
+    assert steps(run, "val/loss") == [4, 10, 11]
