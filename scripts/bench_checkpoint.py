@@ -17,7 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from bench_train import compose_config  # beside this script (scripts/ is on sys.path)
+from bench_train import compose_config, generated_corpus  # beside this script (scripts/ is on sys.path)
 
 from seqexp.callbacks.latest_checkpoint import LatestCheckpoint
 from seqexp.tasks.train import build
@@ -36,15 +36,6 @@ class StepTimer(pl.Callback):
 
     def on_before_zero_grad(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         self.seconds.append(time.perf_counter() - self._start)
-
-
-def generated_corpus(folder: Path, n_chars: int = 200_000) -> Path:
-    generator = torch.Generator().manual_seed(0)
-    lexicon = ["The", "king", "and", "queen", "of", "Rome", "shall", "speak", "now", "thou", "art", "night."]
-    words = torch.randint(len(lexicon), (n_chars // 4,), generator=generator).tolist()
-    path = folder / "corpus.txt"
-    path.write_text(" ".join(lexicon[w] for w in words)[:n_chars], encoding="utf-8")
-    return path
 
 
 def main() -> None:

@@ -114,3 +114,15 @@ def job_folder(sweep: Path, number: int | str) -> Path:
     """Job ``number``'s folder of a multirun: ``<number>_<its overrides>`` (conf/hydra/default.yaml)."""
     (folder,) = [p for p in sweep.iterdir() if p.is_dir() and p.name.split("_", 1)[0] == str(number)]
     return folder
+
+
+# Overrides for a run of a second or two: 2 epochs of 11 windows of 10 points, hidden 8, every step logged.
+TINY_LOGGED = [
+    "data.n_points=600",
+    "seq_length=10",
+    "model.hidden_size=8",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "test_after_fit=false",
+]

@@ -11,24 +11,13 @@ from omegaconf import open_dict
 
 from seqexp.optimization import make_optimizer
 from seqexp.tasks.train import _flat_hparams, build
-from tests.helpers import compose_train, read_events
-
-# 2 epochs of 11 windows (22 optimizer steps), the lr logged at every step.
-TINY = [
-    "data.n_points=600",
-    "seq_length=10",
-    "model.hidden_size=8",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "test_after_fit=false",
-]
+from tests.helpers import TINY_LOGGED, compose_train, read_events
 
 
 def fit_and_read_lrs(overrides: list[str], out: Path) -> tuple[list[float], object]:
     """Train through seqexp.tasks.train.build as scripts/train.py does; the lr the LearningRateMonitor
     logged at each step, and the trainer."""
-    datamodule, module, trainer = build(compose_train([*TINY, *overrides], out))
+    datamodule, module, trainer = build(compose_train([*TINY_LOGGED, *overrides], out))
     trainer.fit(module, datamodule=datamodule)
     optimizer = type(trainer.optimizers[0]).__name__
     lrs = [event.value for event in read_events(out).Scalars(f"lr-{optimizer}")]

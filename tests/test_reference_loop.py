@@ -9,18 +9,8 @@ import torch
 
 from seqexp.reference_loop import reference_fit
 from seqexp.tasks.train import build
-from tests.helpers import compose_train, read_events
+from tests.helpers import TINY_LOGGED, compose_train, read_events
 
-# 2 epochs of 11 windows of 10 points, hidden 8; every step logged.
-TINY = [
-    "data.n_points=600",
-    "seq_length=10",
-    "model.hidden_size=8",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "test_after_fit=false",
-]
 CLIP = 1.0  # the tiny models' gradient norms here range from about 0.3 to 3: some steps are clipped
 
 CASES = {
@@ -50,7 +40,7 @@ def lightning_fit(cfg, out: Path):
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_lightning_trains_exactly_like_the_reference_loop(tmp_path: Path, case: str):
-    overrides = [*TINY, *CASES[case], f"clip={CLIP}", "clip_algorithm=norm"]
+    overrides = [*TINY_LOGGED, *CASES[case], f"clip={CLIP}", "clip_algorithm=norm"]
     lightning_model, logged = lightning_fit(
         compose_train(overrides, tmp_path / "lightning"), tmp_path / "lightning"
     )
@@ -76,7 +66,7 @@ def test_lightning_trains_exactly_like_the_reference_loop(tmp_path: Path, case: 
 
 
 def test_value_clipping_matches_too(tmp_path: Path):
-    overrides = [*TINY, "model=lstm", "clip=0.01", "clip_algorithm=value"]
+    overrides = [*TINY_LOGGED, "model=lstm", "clip=0.01", "clip_algorithm=value"]
     lightning_model, logged = lightning_fit(
         compose_train(overrides, tmp_path / "lightning"), tmp_path / "lightning"
     )
@@ -94,7 +84,7 @@ def test_value_clipping_matches_too(tmp_path: Path):
 
 def test_the_comparison_can_fail(tmp_path: Path):
     """The same check on a run with a different clip value does not pass: the test is not vacuous."""
-    overrides = [*TINY, "model=rnn", f"clip={CLIP}"]
+    overrides = [*TINY_LOGGED, "model=rnn", f"clip={CLIP}"]
     _, logged = lightning_fit(compose_train(overrides, tmp_path / "lightning"), tmp_path / "lightning")
     datamodule, module, _ = build(compose_train(overrides, tmp_path / "reference"))
     reference = reference_fit(
