@@ -113,7 +113,7 @@ class Recorder:
 def test_text_sample_callback_logs_text_and_ignores_float_data(model, monkeypatch):
     writer = Recorder()
     monkeypatch.setattr(text_sample, "tensorboard_writer", lambda trainer: writer)
-    trainer = SimpleNamespace(sanity_checking=False, global_step=7)
+    trainer = SimpleNamespace(sanity_checking=False, global_step=7, state=SimpleNamespace(fn=None))
     callback = TextSample(prime="to be", length=40, top_k=3, seed=0)
 
     sine = SimpleNamespace(spec=DataSpec(input_size=1, output_size=1, tokens=False))

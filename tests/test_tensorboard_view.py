@@ -92,7 +92,7 @@ def test_tensorboard_serves_named_runs_a_layout_and_every_tab(two_runs):
         assert [chart["title"] for chart in category["chart"][1:3]] in (["val/mse", "train/grad_norm"],
                                                                         ["val/bpc", "val/ppl"])  # fmt: skip
 
-        assert "val/sine_fit" in get(base, "/data/plugin/images/tags")[sine]
+        assert "val/forecast" in get(base, "/data/plugin/images/tags")[sine]  # the fit beside the forecast
         assert "val/sample/text_summary" in get(base, "/data/plugin/text/tags")[text]
         experiment = get(base, "/data/plugin/hparams/experiment", {"experimentName": ""})
         hparams = {info["name"] for info in experiment["hparamInfos"]}

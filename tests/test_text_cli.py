@@ -198,11 +198,7 @@ def test_bad_corpora(tmp_path):
     url = f"http://127.0.0.1:{server.server_address[1]}/input.txt"
     real_sha = hashlib.sha256((served / "input.txt").read_bytes()).hexdigest()
 
-    common = [
-        "trainer.enable_progress_bar=false",
-        f"paths.data_dir={data_dir}",
-        f"hydra.run.dir={tmp_path}/run",
-    ]
+    common = ["trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}"]
     cases = {
         "missing": (["data=text", f"data.path={tmp_path}/nope.txt"], ["nope.txt' does not exist"]),
         "no-path": (["data=text"], ["data.path is missing: data=text needs data.path=FILE"]),
@@ -219,7 +215,11 @@ def test_bad_corpora(tmp_path):
     }
     try:
         results = run_together(
-            {name: ["scripts/train.py", *args, *common] for name, (args, _) in cases.items()}
+            # One folder each: runs started together never share one (a second would be refused).
+            {
+                name: ["scripts/train.py", *args, *common, f"hydra.run.dir={tmp_path}/{name}"]
+                for name, (args, _) in cases.items()
+            }
         )
     finally:
         server.shutdown()

@@ -218,6 +218,10 @@ def _fit_and_test(
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume, weights_only=True)
     except NonFiniteWeights as error:  # a step that produced NaN weights from a finite loss
         module.divergence = str(error)
+    if module.validated_at_step != trainer.global_step and not module.divergence:
+        # Training ended where Lightning would not validate (check_val_every_n_epoch > 1 skips whole
+        # epochs): score the final weights once more, so that the run's result is its last state.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     if module.validated_at_step is None:
         raise RuntimeError(
             "the run ended without a validation that scored anything, so it has no result; see the log "
