@@ -128,7 +128,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, preparation chunk {CHUNK_BYTES >> 20} MiB"
     )
-    print("child runs: train.py data=text trainer.max_steps=1 trainer.limit_val_batches=1 (the default model)")
+    print("child runs: train.py data=text trainer.max_steps=1 trainer.limit_val_batches=1 (default model)")
     rows: dict[int, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_data.") as tmp:
         work = Path(tmp)
