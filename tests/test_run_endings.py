@@ -49,17 +49,28 @@ def test_a_run_stopped_by_max_steps_mid_epoch_validates_at_its_last_step(run_dir
     assert best.name == "best-step5.ckpt"
 
 
-def test_a_text_run_shorter_than_an_epoch_has_a_result_too(tmp_path, run_script):
+@pytest.fixture
+def small_gru_on_text(tmp_path) -> list[str]:
+    """Overrides for a small GRU on a generated corpus of 400 sentences."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(grammar_corpus(400), encoding="utf-8")
+    return [
+        "data=text",
+        f"data.path={corpus}",
+        "model=gru",
+        "model.hidden_size=16",
+        "seq_length=20",
+        "callbacks.text_sample.prime=the",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+def test_a_text_run_shorter_than_an_epoch_has_a_result_too(tmp_path, run_script, small_gru_on_text):
     run_dir = tmp_path / "run"
-    overrides = ["data=text", f"data.path={corpus}", "model=gru", "model.hidden_size=16", "seq_length=20"]
-    overrides.append("callbacks.text_sample.prime=the")
     result = run_script(
         "train.py",
-        *overrides,
+        *small_gru_on_text,
         "trainer.max_steps=3",
-        "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -69,23 +80,17 @@ def test_a_text_run_shorter_than_an_epoch_has_a_result_too(tmp_path, run_script)
     assert [e.step for e in read_events(run_dir).Scalars("val/bpc")]  # the final validation was logged
 
 
-def test_a_nan_loss_stops_the_run_as_diverged_and_leaves_finite_checkpoints(tmp_path, run_script):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(grammar_corpus(400), encoding="utf-8")
+def test_a_nan_loss_stops_the_run_as_diverged_and_leaves_finite_checkpoints(
+    tmp_path, run_script, small_gru_on_text
+):
     run_dir = tmp_path / "run"
     # Adam steps of 1e30 turn the weights, then the loss, into NaN within a few steps; the text sample
     # callback must not crash on the way out.
     result = run_script(
         "train.py",
-        "data=text",
-        f"data.path={corpus}",
-        "model=gru",
-        "model.hidden_size=16",
-        "seq_length=20",
+        *small_gru_on_text,
         "optim.lr=1e30",
-        "callbacks.text_sample.prime=the",
         "trainer.max_epochs=20",
-        "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr[-2000:]

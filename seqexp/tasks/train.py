@@ -250,7 +250,8 @@ def _restart_tensorboard_at(trainer: "pl.Trainer", checkpoint: str) -> None:
     writer = tensorboard_writer(trainer)
     if writer is None or trainer.global_rank != 0:
         return
-    step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
+    # mmap: only the step is read, not the weights (check_resume has read the file already).
+    step = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"]
     writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
     writer.flush()
 
