@@ -133,3 +133,20 @@ def test_remember_bias_is_refused_for_a_cell_it_does_not_know():
         SequenceModel("tests.test_diagnostics.OtherLSTM", 1, 1, False, hidden_size=4, remember_bias=2.0)
     rnn = SequenceModel("torch.nn.RNN", 1, 1, False, hidden_size=4, remember_bias=2.0)  # no gate: nothing set
     assert all(p.detach().abs().max() < 1 for name, p in rnn.core.named_parameters() if "bias" in name)
+
+
+def test_remember_bias_by_class_name_gives_each_cell_its_own():
+    from seqexp.errors import ConfigError
+
+    by_cell = {"LSTM": 3.0, "GRU": 1.0}
+    for cell, expected in (("torch.nn.LSTM", 3.0), ("torch.nn.GRU", 1.0)):
+        model = SequenceModel(cell, 1, 1, False, hidden_size=4, remember_bias=by_cell)
+        assert torch.all(model.core.bias_ih_l0[4:8] == expected), cell
+    # A cell the mapping does not name keeps torch's initialisation.
+    torch.manual_seed(0)
+    unnamed = SequenceModel(CELLS[-1], 1, 1, False, hidden_size=4, remember_bias=by_cell)
+    torch.manual_seed(0)
+    plain = SequenceModel(CELLS[-1], 1, 1, False, hidden_size=4)
+    assert all(torch.equal(a, b) for a, b in zip(unnamed.parameters(), plain.parameters(), strict=True))
+    with pytest.raises(ConfigError, match=r"model.remember_bias.Lstm=3.0 .* LSTM, GRU, PeepholeLSTM"):
+        SequenceModel("torch.nn.LSTM", 1, 1, False, hidden_size=4, remember_bias={"Lstm": 3.0})
