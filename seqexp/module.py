@@ -27,7 +27,7 @@ from torch import nn
 
 from seqexp.data.spec import DataSpec
 from seqexp.models.sequence_model import State, build_model, detach_state
-from seqexp.optimization import make_lr_scheduler, make_optimizer
+from seqexp.optimization import follow_time_budget, make_lr_scheduler, make_optimizer
 
 STAGES = ("train", "val", "test")
 GRACE_STEPS = 10  # the explosion rule starts here; a non-finite loss stops a run at any step
@@ -232,6 +232,9 @@ class SequenceLightningModule(pl.LightningModule):
         if self._realign_log_step:
             self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
             self._realign_log_step = False
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        follow_time_budget(self.trainer)
 
     def on_train_start(self) -> None:
         # Restored here rather than at load: the generators after everything that set up the run has

@@ -9,12 +9,15 @@ the module's hyperparameters, so checkpoints still load with ``weights_only=True
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.utils import instantiate
 
 from seqexp.errors import ConfigError, first_line
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 # Keys of a conf/scheduler/*.yaml that are for this module, not for the scheduler's constructor.
 RUN_STEPS_ARG = "run_steps_arg"  # the constructor argument that receives the run's optimizer steps
@@ -80,16 +83,51 @@ def _call(group: str, cfg: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
 
 class WarmupCosineFactor:
     """The factor :func:`warmup_cosine` multiplies optim.lr by at scheduler step ``s`` (a class, not a
-    closure, so that the scheduler's state_dict keeps its plain settings)."""
+    closure, so that the scheduler's state_dict keeps its plain settings).
+
+    ``total_steps`` is the run's length by its step and epoch limits; ``budget_steps``, where a time
+    budget is set, the steps that the time left is expected to allow (:func:`follow_time_budget`). The
+    cosine ends at the first of the two.
+    """
 
     def __init__(self, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> None:
         self.warmup_steps, self.total_steps, self.min_lr_ratio = warmup_steps, total_steps, min_lr_ratio
+        self.budget_steps: int | None = None
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
-        progress = min((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 1.0)
+        total = min(self.total_steps, self.budget_steps or self.total_steps)
+        progress = min((step - self.warmup_steps) / max(total - self.warmup_steps, 1), 1.0)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# How often (optimizer steps) a time-budgeted schedule re-estimates the steps left: often enough to follow
+# a changing pace, rarely enough that the broadcast that keeps DDP ranks on one lr costs nothing.
+BUDGET_EVERY_STEPS = 10
+
+
+def follow_time_budget(trainer: "pl.Trainer") -> None:
+    """Fit the run's cosine to ``trainer.max_time``: estimate the steps the budget allows from the pace
+    so far (the time-elapsed clock of Lightning's Timer, which a resumed run restores) and end the cosine
+    there, so that a run limited by time anneals fully by its end, whatever the machine's speed.
+
+    Rank 0's estimate is broadcast: ranks that annealed by their own clocks would step with different
+    learning rates and drift apart.
+    """
+    from pytorch_lightning.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    step = trainer.global_step
+    if timer is None or step == 0 or step % BUDGET_EVERY_STEPS:
+        return
+    elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+    budget = step + int(remaining * step / elapsed) if remaining is not None and elapsed > 0 else None
+    budget = trainer.strategy.broadcast(budget, src=0)
+    for config in trainer.lr_scheduler_configs:
+        for factor in getattr(config.scheduler, "lr_lambdas", []):
+            if isinstance(factor, WarmupCosineFactor):
+                factor.budget_steps = budget
 
 
 def warmup_cosine(

@@ -51,11 +51,31 @@ def test_constant_lr_without_a_scheduler(tmp_path):
 def test_cosine_anneals_over_the_estimated_steps(tmp_path):
     lrs, trainer = fit_and_read_lrs(["optim=sgd", "scheduler=cosine", "optim.lr=0.04"], tmp_path)
     config = trainer.lr_scheduler_configs[0]
-    assert isinstance(config.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
     assert isinstance(trainer.optimizers[0], torch.optim.SGD) and config.interval == "step"
     total = trainer.estimated_stepping_batches
-    assert total == 22 and config.scheduler.T_max == 22
+    assert total == 22 and config.scheduler.lr_lambdas[0].total_steps == 22
     assert lrs == pytest.approx([0.02 * (1 + math.cos(math.pi * s / total)) for s in range(22)], rel=1e-5)
+
+
+def test_a_time_budget_ends_the_cosine_when_the_time_is_spent(tmp_path):
+    # 1000 epochs would be thousands of steps: annealed over those, the lr would hardly move in 4 seconds.
+    overrides = [
+        "scheduler=cosine",
+        "optim.lr=0.04",
+        "trainer.max_epochs=1000",
+        "trainer.max_time=00:00:00:04",
+    ]
+    lrs, trainer = fit_and_read_lrs(overrides, tmp_path)
+    steps = trainer.global_step
+    assert trainer.estimated_stepping_batches > 10 * steps, "the time ended the run, not the epochs"
+    assert steps > 100, "enough steps to follow the pace"
+    assert lrs[0] == pytest.approx(0.04)
+    # Annealed by the end of the budget (without the time it would still be at 0.04), and about half way
+    # down half way through; the pace of a shared machine varies, hence the margins.
+    middle = lrs[steps // 2]
+    assert lrs[-1] < 0.004 and 0.005 < middle < 0.035, (lrs[-1], middle, steps)
+    factor = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    assert abs(factor.budget_steps - steps) <= 0.2 * steps, (factor.budget_steps, steps)
 
 
 def test_warmup_then_cosine_over_the_remaining_steps(tmp_path):
@@ -123,7 +143,7 @@ def test_hparams_are_every_scalar_knob_and_the_chosen_options(tmp_path):
     )
     assert (
         hparams["optim.momentum"] == 0.9
-        and hparams["scheduler.eta_min"] == 0.0
+        and hparams["scheduler.min_lr_ratio"] == 0.0
         and hparams["seq_length"] == 50
     )
     # How the run is executed, Hydra's own keys and the _target_ paths are not knobs.

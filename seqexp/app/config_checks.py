@@ -53,6 +53,12 @@ def check_train_config(cfg: DictConfig) -> None:
     _one_of("clip_algorithm", cfg.clip_algorithm, CLIP_ALGORITHMS)
     _require("seq_length", cfg.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
     _require("seed", cfg.seed, _is_seed, "an integer from 0 to 2**32 - 1")
+    _require(
+        "threads",
+        cfg.get("threads"),
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "an integer >= 1, or null",
+    )
     _require("compile", cfg.compile, lambda v: isinstance(v, bool), "true or false")
     _require(
         "save_every_steps",

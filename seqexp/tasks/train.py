@@ -178,6 +178,10 @@ def train(cfg: DictConfig) -> float:
     from seqexp.app.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
     from seqexp.callbacks.stop_on_signal import StopOnSignal
 
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     datamodule, module, trainer = build(cfg)
     if HydraConfig.initialized():
         start_ddp_ranks_from_the_job_config()
