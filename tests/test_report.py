@@ -3,6 +3,7 @@ cases a sweep rarely produces (damaged files, stray events, runs still going).""
 
 import csv
 import json
+import math
 import os
 import socket
 import subprocess
@@ -15,7 +16,16 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from scripts.report import main
-from seqexp.report.plots import AGAINST_PARAMETERS, AGAINST_THROUGHPUT, CURVES, GRAD_FLOW
+from seqexp.report.leaderboard import build_leaderboard
+from seqexp.report.plots import (
+    AGAINST_PARAMETERS,
+    AGAINST_THROUGHPUT,
+    AGAINST_TIME,
+    CURVES,
+    GRAD_FLOW,
+    loss_against_time,
+)
+from seqexp.report.runs import find_runs
 from tests.helpers import job_folder, read_events
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -66,7 +76,7 @@ def test_a_sweep_with_a_failed_and_a_diverged_job_gets_a_full_leaderboard(
     assert markdown.startswith("| run | status |") and markdown.count("\n| ") == 4  # one line per job
     assert "| 3_optim.lr=-1 | failed |" in markdown
     assert "failed" in report.stdout and "leaderboard.md" in report.stdout
-    for chart in (CURVES, AGAINST_PARAMETERS, AGAINST_THROUGHPUT, GRAD_FLOW):
+    for chart in (CURVES, AGAINST_TIME, AGAINST_PARAMETERS, AGAINST_THROUGHPUT, GRAD_FLOW):
         assert (sweep / chart).read_bytes().startswith(PNG_SIGNATURE)
 
     # The diagnostics' columns: the last memory_steps and forecast_mse, the final model's.
@@ -147,6 +157,25 @@ def test_text_runs_get_bpc_at_the_best_loss_and_every_state_is_listed(tmp_path, 
     assert "killed" in rows[4]["note"]
     console = [line.split()[:2] for line in out.splitlines()]
     assert console[:3] == [["run", "status"], ["b", "unknown"], ["a", "ok"]]
+
+
+def test_loss_against_time_takes_the_best_run_of_each_cell_in_minutes_since_its_first_event(tmp_path):
+    # make_run logs step k at 100 + k seconds; the first event of each run is its step 0.
+    make_run(tmp_path / "gru_good", ["seed=1"], {"val/loss": [3.0, 2.0, 1.5, 1.0]})
+    make_run(tmp_path / "gru_worse", ["seed=2"], {"val/loss": [3.0, 2.5]})
+    make_run(tmp_path / "lstm", ["seed=3"], {"val/loss": [2.0, math.nan, 1.2]}, cell="torch.nn.LSTM")
+    make_run(
+        tmp_path / "rnn_failed", ["seed=4"], status={"status": "failed", "error": "boom"}, cell="torch.nn.RNN"
+    )
+    runs, _, _ = find_runs(tmp_path)
+    curves = loss_against_time(runs, build_leaderboard(runs))
+    assert sorted(curves) == ["GRU", "LSTM"]  # one curve per cell that has a finite val/loss
+    gru, lstm = curves["GRU"], curves["LSTM"]
+    assert gru.row.run == "gru_good" and gru.losses == pytest.approx([3.0, 2.0, 1.5, 1.0])
+    assert gru.minutes == pytest.approx([0, 1 / 60, 2 / 60, 3 / 60])
+    assert lstm.losses == pytest.approx([2.0, 1.2]) and lstm.minutes == pytest.approx(
+        [0, 2 / 60]
+    )  # the NaN left out
 
 
 def test_a_missing_folder_is_one_error_line_and_a_non_zero_exit(tmp_path, capsys):

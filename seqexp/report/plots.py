@@ -1,9 +1,11 @@
-"""The report's charts: validation-loss curves of all runs, and best validation loss against model size
-and against throughput. Bare matplotlib Figures (no pyplot): no display and no global state needed.
+"""The report's charts: validation-loss curves of all runs, by step and (the best run of each cell) by
+wall-clock minutes, and best validation loss against model size and against throughput. Bare matplotlib
+Figures (no pyplot): no display and no global state needed.
 """
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -15,16 +17,23 @@ CURVES = "val_loss.png"
 AGAINST_PARAMETERS = "best_val_loss_vs_parameters.png"
 AGAINST_THROUGHPUT = "best_val_loss_vs_throughput.png"
 GRAD_FLOW = "grad_flow.png"
+AGAINST_TIME = "val_loss_vs_time.png"
 
 
 def write_plots(runs: list[Run], board: Leaderboard, directory: Path) -> list[Path]:
     """Write the charts into ``directory`` (the gradient-flow overlay where a run measured it); return
     their paths."""
     labels = {row.run: board.label(row) for row in board.rows}
-    paths = [directory / CURVES, directory / AGAINST_PARAMETERS, directory / AGAINST_THROUGHPUT]
+    paths = [
+        directory / CURVES,
+        directory / AGAINST_TIME,
+        directory / AGAINST_PARAMETERS,
+        directory / AGAINST_THROUGHPUT,
+    ]
     _curves(runs, labels, paths[0])
-    _scatter(board.rows, "parameters", "parameters", paths[1])
-    _scatter(board.rows, "tokens_per_s", "training tokens per second", paths[2])
+    _best_of_each_cell_against_time(runs, board, paths[1])
+    _scatter(board.rows, "parameters", "parameters", paths[2])
+    _scatter(board.rows, "tokens_per_s", "training tokens per second", paths[3])
     if any(run.grad_flow for run in runs):
         paths.append(directory / GRAD_FLOW)
         _grad_flow(runs, board, paths[-1])
@@ -47,6 +56,47 @@ def _curves(runs: list[Run], labels: dict[str, str], path: Path) -> None:
     axes.set_xlabel("training step")
     axes.set_ylabel(LOSS)
     axes.set_title(f"{LOSS} of every run")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
+class TimeCurve(NamedTuple):
+    row: Row
+    minutes: list[float]  # since the run's first event
+    losses: list[float]
+
+
+def loss_against_time(runs: list[Run], board: Leaderboard) -> dict[str | None, TimeCurve]:
+    """For each cell, its run with the best val/loss and that run's finite val/loss against the minutes
+    since the run's first event (its model set-up). A resumed run's minutes include its time stopped."""
+    by_name = {run.name: run for run in runs}
+    curves: dict[str | None, TimeCurve] = {}
+    for row in board.rows:  # best first, so the first row of a cell is its best
+        if row.best_loss is None or row.cell in curves:
+            continue
+        run = by_name[row.run]
+        start = min(p.wall_time for points in run.scalars.values() for p in points)
+        points = [p for p in run.scalars[LOSS] if math.isfinite(p.value)]
+        curves[row.cell] = TimeCurve(
+            row, [(p.wall_time - start) / 60 for p in points], [p.value for p in points]
+        )
+    return curves
+
+
+def _best_of_each_cell_against_time(runs: list[Run], board: Leaderboard, path: Path) -> None:
+    """What a budget of wall-clock time buys with each cell (:func:`loss_against_time`)."""
+    figure = Figure(figsize=(9, 5))
+    axes = figure.subplots()
+    curves = loss_against_time(runs, board)
+    for cell, curve in curves.items():
+        label = f"{cell or 'cell?'} ({board.label(curve.row)}): best {curve.row.best_loss:.4g}"
+        axes.plot(curve.minutes, curve.losses, marker=".", label=label)
+    if curves:
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        _no_data(axes, f"no run logged a finite {LOSS}")
+    axes.set_xlabel("wall-clock minutes since the run's model set-up")
+    axes.set_ylabel(LOSS)
+    axes.set_title(f"{LOSS} against time, the best run of each cell")
     figure.savefig(path, dpi=100, bbox_inches="tight")
 
 
