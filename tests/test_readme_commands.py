@@ -9,8 +9,10 @@ hardware this machine lacks (a GPU, a SLURM cluster) or the network is composed 
 Trainer, and only its execution is skipped, with the reason.
 """
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,10 +92,20 @@ def missing_hardware(script: str, args: list[str]) -> str | None:
     gpu = re.search(r"(trainer=(gpu|ddp)\b|trainer\.accelerator=gpu|device=cuda)", text)
     if gpu and not torch.cuda.is_available():
         return f"needs a GPU ({gpu.group()})"
-    if "data=tinyshakespeare" in text:
+    if "tinyshakespeare" in text and TINYSHAKESPEARE is None:
         # The file is sha256-checked, so neither a local server nor data.path can stand in for it offline.
-        return "needs karpathy's tinyshakespeare input.txt (downloaded, sha256-checked)"
+        return f"needs tinyshakespeare (sha256-checked) in one of {TINYSHAKESPEARE_PLACES}"
     return None
+
+
+# Where a copy of tinyshakespeare may already be on the machine: the project's download cache, the
+# shared data folder beside the repository, or a path in $SEQEXP_TINYSHAKESPEARE.
+TINYSHAKESPEARE_PLACES = [
+    *([Path(os.environ["SEQEXP_TINYSHAKESPEARE"])] if os.environ.get("SEQEXP_TINYSHAKESPEARE") else []),
+    REPO / "data" / "tinyshakespeare" / "input.txt",
+    REPO.parent / "shared" / "data" / "tinyshakespeare.txt",
+]
+TINYSHAKESPEARE = next((path for path in TINYSHAKESPEARE_PLACES if path.is_file()), None)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +114,10 @@ def workspace(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme")
     text = (grammar_corpus(4000) + "Once upon a time the cat sees the dog.\n") * 4
     (folder / "my.txt").write_text(text, encoding="utf-8")
+    if TINYSHAKESPEARE is not None:  # as if downloaded once (data=tinyshakespeare), and as a local copy
+        (folder / "data" / "tinyshakespeare").mkdir(parents=True)
+        shutil.copy(TINYSHAKESPEARE, folder / "data" / "tinyshakespeare" / "input.txt")
+        shutil.copy(TINYSHAKESPEARE, folder / "input.txt")
     return folder
 
 
