@@ -152,3 +152,17 @@ def test_hparams_are_every_scalar_knob_and_the_chosen_options(tmp_path):
     ]
     assert not [key for key in hparams if "_target_" in key or "_partial_" in key]
     assert all(isinstance(value, str | int | float | bool | None) for value in hparams.values())
+
+
+@pytest.mark.slow  # two gloo processes: about 30 s on 2 shared cores
+def test_under_two_ddp_ranks_a_time_budget_anneals_the_cosine(tmp_path, run_script):
+    # Every rank calls the broadcast at the same steps; a rank that skipped it would hang the run.
+    result = run_script(
+        "train.py", "trainer=ddp_cpu", "trainer.devices=2", "trainer.enable_progress_bar=false",
+        "model.hidden_size=8", "scheduler=cosine", "optim.lr=0.04", "trainer.max_epochs=1000",
+        "trainer.max_time=00:00:00:08", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path}/run",
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lrs = [event.value for event in read_events(tmp_path / "run").Scalars("lr-Adam")]
+    assert len(lrs) > 50 and lrs[0] == pytest.approx(0.04) and lrs[-1] < 0.004, (len(lrs), lrs[-1])

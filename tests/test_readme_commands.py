@@ -89,7 +89,7 @@ def missing_hardware(script: str, args: list[str]) -> str | None:
     text = " ".join(args)
     if "hydra/launcher=slurm" in text:
         return "needs a SLURM cluster"
-    gpu = re.search(r"(trainer=(gpu|ddp)\b|trainer\.accelerator=gpu|device=cuda)", text)
+    gpu = re.search(r"(trainer=(gpu|ddp)\b|trainer\.accelerator=gpu|device=cuda|experiment=\w+_gpu\b)", text)
     if gpu and not torch.cuda.is_available():
         return f"needs a GPU ({gpu.group()})"
     if "tinyshakespeare" in text and TINYSHAKESPEARE is None:
