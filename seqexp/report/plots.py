@@ -88,7 +88,9 @@ def _best_of_each_cell_against_time(runs: list[Run], board: Leaderboard, path: P
     axes = figure.subplots()
     curves = loss_against_time(runs, board)
     for cell, curve in curves.items():
-        label = f"{cell or 'cell?'} ({board.label(curve.row)}): best {curve.row.best_loss:.4g}"
+        # The run's folder, not its overrides: a search's would make the legend wider than the chart.
+        run = curve.row.run if len(curve.row.run) <= 30 else curve.row.run[:29] + "…"
+        label = f"{cell or 'cell?'} ({run}): best {curve.row.best_loss:.4g}"
         axes.plot(curve.minutes, curve.losses, marker=".", label=label)
     if curves:
         axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
