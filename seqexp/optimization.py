@@ -115,11 +115,13 @@ def follow_time_budget(trainer: "pl.Trainer") -> None:
     Rank 0's estimate is broadcast: ranks that annealed by their own clocks would step with different
     learning rates and drift apart.
     """
+    step = trainer.global_step
+    if step == 0 or step % BUDGET_EVERY_STEPS:  # first, so that the other steps do no more than this
+        return
     from pytorch_lightning.callbacks import Timer
 
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    step = trainer.global_step
-    if timer is None or step == 0 or step % BUDGET_EVERY_STEPS:
+    if timer is None:
         return
     elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
     budget = step + int(remaining * step / elapsed) if remaining is not None and elapsed > 0 else None

@@ -49,14 +49,7 @@ def _curves(runs: list[Run], labels: dict[str, str], path: Path) -> None:
         axes.plot([p.step for p in points], [p.value for p in points], marker=".", label=labels[run.name])
     if plotted:
         axes.set_yscale("log")  # losses of a sweep span orders of magnitude
-        # Outside the axes, so that a long search's legend does not hide the curves.
-        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
-    else:
-        _no_data(axes, f"no run logged a finite {LOSS}")
-    axes.set_xlabel("training step")
-    axes.set_ylabel(LOSS)
-    axes.set_title(f"{LOSS} of every run")
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    _finish_loss_curves(figure, axes, bool(plotted), "training step", f"{LOSS} of every run", path)
 
 
 class TimeCurve(NamedTuple):
@@ -92,13 +85,24 @@ def _best_of_each_cell_against_time(runs: list[Run], board: Leaderboard, path: P
         run = curve.row.run if len(curve.row.run) <= 30 else curve.row.run[:29] + "…"
         label = f"{cell or 'cell?'} ({run}): best {curve.row.best_loss:.4g}"
         axes.plot(curve.minutes, curve.losses, marker=".", label=label)
-    if curves:
+    xlabel = "wall-clock minutes since the run's model set-up"
+    _finish_loss_curves(
+        figure, axes, bool(curves), xlabel, f"{LOSS} against time, the best run of each cell", path
+    )
+
+
+def _finish_loss_curves(
+    figure: Figure, axes: Axes, plotted: bool, xlabel: str, title: str, path: Path
+) -> None:
+    """Legend (or why the chart is empty), labels and title of a chart of val/loss curves; then save it."""
+    if plotted:
+        # Outside the axes, so that a long search's legend does not hide the curves.
         axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     else:
         _no_data(axes, f"no run logged a finite {LOSS}")
-    axes.set_xlabel("wall-clock minutes since the run's model set-up")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel(LOSS)
-    axes.set_title(f"{LOSS} against time, the best run of each cell")
+    axes.set_title(title)
     figure.savefig(path, dpi=100, bbox_inches="tight")
 
 
