@@ -20,6 +20,8 @@ BAD_VALUES = [
     ("optim.weight_decay=-1", "optim.weight_decay=-1", ">= 0"),
     ("scheduler=cosine scheduler.lightning.interval=x", "scheduler.lightning.interval='x'", "step, epoch"),
     ("clip_algorithm=max", "clip_algorithm='max'", "norm, value"),
+    ("threads=0", "threads=0", "an integer >= 1, or null"),
+    ("reuse_freed_memory=maybe", "reuse_freed_memory='maybe'", "true or false"),
 ]
 
 

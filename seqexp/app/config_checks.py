@@ -61,6 +61,12 @@ def check_train_config(cfg: DictConfig) -> None:
     )
     _require("compile", cfg.compile, lambda v: isinstance(v, bool), "true or false")
     _require(
+        "reuse_freed_memory",
+        cfg.get("reuse_freed_memory", True),
+        lambda v: isinstance(v, bool),
+        "true or false",
+    )
+    _require(
         "save_every_steps",
         cfg.save_every_steps,
         lambda v: v is None or (_is_int(v) and v >= 1),

@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.config_checks import check_train_config
+from seqexp.app.host_memory import reuse_freed_memory
 from seqexp.app.run_status import RunInterrupted, launched_process, run_recorded
 from seqexp.errors import ConfigError, first_line
 
@@ -182,6 +183,8 @@ def train(cfg: DictConfig) -> float:
         import torch
 
         torch.set_num_threads(cfg.threads)
+    if cfg.get("reuse_freed_memory", True):  # runs saved before the key existed get the default
+        reuse_freed_memory()
     datamodule, module, trainer = build(cfg)
     if HydraConfig.initialized():
         start_ddp_ranks_from_the_job_config()
