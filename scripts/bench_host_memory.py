@@ -28,14 +28,14 @@ PRESET = ["experiment=tinyshakespeare_cpu", "data=text", "trainer.max_time=null"
 
 def run_once(overrides: list[str], out_dir: Path) -> dict[str, float]:
     command = [sys.executable, str(REPO / "scripts" / "train.py"), *overrides, f"hydra.run.dir={out_dir}"]
-    out_dir.mkdir(parents=True)
-    with open(out_dir / "bench.err", "w") as stderr:
+    log = out_dir.with_name(f"{out_dir.name}.err")  # beside the run: train.py wants a new folder
+    with open(log, "w") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         # wait4, not wait: the kernel's account of this one process (faults, system time, peak size).
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        tail = (out_dir / "bench.err").read_text()[-2000:]
+        tail = log.read_text()[-2000:]
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{tail}")
     scalars, error = read_scalars(out_dir)
     if error or "train/tokens_per_s" not in scalars:
