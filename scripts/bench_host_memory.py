@@ -33,7 +33,7 @@ def run_once(overrides: list[str], out_dir: Path) -> dict[str, float]:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         # wait4, not wait: the kernel's account of this one process (faults, system time, peak size).
         _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
     if process.returncode != 0:
         tail = log.read_text()[-2000:]
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{tail}")

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests.helpers import REPO
+
 # A fresh process per measurement: the setting lasts for the life of the process that makes it.
 FAULTS_OF_REPEATED_BLOCKS = """
 import resource, sys, torch
@@ -25,7 +27,11 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def minor_faults(setting: str) -> tuple[str, int]:
     result = subprocess.run(
-        [sys.executable, "-c", FAULTS_OF_REPEATED_BLOCKS, setting], capture_output=True, text=True, check=True
+        [sys.executable, "-c", FAULTS_OF_REPEATED_BLOCKS, setting],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     applied, faults = result.stdout.split()
     return applied, int(faults)
