@@ -18,11 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_train import generated_corpus  # beside this script (scripts/ is on sys.path)
+from bench_train import REPO, generated_corpus  # beside this script (scripts/ is on sys.path)
 
 from seqexp.report.runs import read_scalars
 
-REPO = Path(__file__).resolve().parents[1]
 PRESET = ["experiment=tinyshakespeare_cpu", "data=text", "trainer.max_time=null", "test_after_fit=false"]
 
 
@@ -33,10 +32,9 @@ def run_once(overrides: list[str], out_dir: Path) -> dict[str, float]:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         # wait4, not wait: the kernel's account of this one process (faults, system time, peak size).
         _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
-    if process.returncode != 0:
-        tail = log.read_text()[-2000:]
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{tail}")
+    process.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({code}):\n{log.read_text()[-2000:]}")
     scalars, error = read_scalars(out_dir)
     if error or "train/tokens_per_s" not in scalars:
         raise SystemExit(f"{out_dir} logged no train/tokens_per_s ({error})")
@@ -70,10 +68,11 @@ def main() -> None:
         results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
         for repeat in range(args.repeats):
             for setting in (True, False):
-                run_dir = Path(tmp) / f"run{repeat}_{str(setting).lower()}"
-                results[setting].append(
-                    run_once([*overrides, f"reuse_freed_memory={str(setting).lower()}"], run_dir)
+                value = str(setting).lower()
+                run = run_once(
+                    [*overrides, f"reuse_freed_memory={value}"], Path(tmp) / f"run{repeat}_{value}"
                 )
+                results[setting].append(run)
         for setting, runs in results.items():
             cells = "  ".join(f"{key} {statistics.median(run[key] for run in runs):,.1f}" for key in runs[0])
             print(f"reuse_freed_memory={str(setting).lower():5}  median: {cells}")
