@@ -7,7 +7,7 @@ independent estimates; the callbacks in seqexp/callbacks/ run them at validation
 import torch
 from torch import nn
 
-from seqexp.models.sequence_model import SequenceModel
+from seqexp.models.sequence_model import SequenceModel, evaluating
 
 # A lag still counts as remembered while its gradient is at least this share of the lag-0 gradient.
 MEMORY_THRESHOLD = 1e-3
@@ -21,22 +21,23 @@ def gradient_flow(model: SequenceModel, x: torch.Tensor, y: torch.Tensor, tokens
     the recurrent core reads. The gradient goes through the real core (cuDNN, oneDNN or our own cell)
     by autograd: the encoded inputs are a leaf that requires grad, hooked in between encoder and core.
     """
-    was_training = model.training
-    model.eval()  # no dropout: the measurement is of the function the model computes
-    try:
-        # Validation runs in inference mode; cuDNN's RNN backward refuses eval mode, so it is off here.
-        with torch.inference_mode(False), torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
-            encoded = model.encoder(x.clone()).detach().requires_grad_(True)
-            features, _ = model.core(encoded)
-            last = model.head(model.dropout(features[:, -1]))
-            # Summed over rows: each row's gradient is that of its own loss (rows do not interact).
-            if tokens:
-                loss = nn.functional.cross_entropy(last, y[:, -1].clone(), reduction="sum")
-            else:
-                loss = ((last - y[:, -1].clone()) ** 2).mean(dim=-1).sum()
-            (grad,) = torch.autograd.grad(loss, encoded)
-    finally:
-        model.train(was_training)
+    # Eval mode, no dropout: the measurement is of the function the model computes. Validation runs in
+    # inference mode; cuDNN's RNN backward refuses eval mode, so it is off here.
+    with (
+        evaluating(model),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        torch.backends.cudnn.flags(enabled=False),
+    ):
+        encoded = model.encoder(x.clone()).detach().requires_grad_(True)
+        features, _ = model.core(encoded)
+        last = model.head(model.dropout(features[:, -1]))
+        # Summed over rows: each row's gradient is that of its own loss (rows do not interact).
+        if tokens:
+            loss = nn.functional.cross_entropy(last, y[:, -1].clone(), reduction="sum")
+        else:
+            loss = ((last - y[:, -1].clone()) ** 2).mean(dim=-1).sum()
+        (grad,) = torch.autograd.grad(loss, encoded)
     norms = grad.flatten(2).norm(dim=-1).mean(dim=0)  # (L,), indexed by time
     return norms.flip(0).detach()  # indexed by lag: lag 0 is the last step
 
@@ -54,15 +55,11 @@ def closed_loop_forecast(model: nn.Module, warm_up: torch.Tensor, horizon: int) 
     """Warm the state up on ``warm_up`` (``(1, W, features)``), then feed the model its own prediction
     back for ``horizon`` steps; returns the ``(horizon, features)`` predictions, the first being the
     prediction that follows the warm-up."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         output, state = model(warm_up)
         prediction = output[:, -1:]
         predictions = [prediction]
         for _ in range(horizon - 1):
             prediction, state = model(prediction, state)
             predictions.append(prediction)
-    finally:
-        model.train(was_training)
     return torch.cat(predictions, dim=1)[0]

@@ -14,33 +14,24 @@ happen to be easy; so the reference is the larger of the first loss and the loss
 rule applies from step GRACE_STEPS on, past the swings of the first few Adam steps. The
 weights stay those of the last good step, so no checkpoint ever holds NaN weights.
 
-Checkpoints carry what an exact mid-epoch resume needs beyond Lightning's own state: every rank's
-training hidden state, the random generators and the reference loss (docs/design.md §6).
+What an exact mid-epoch resume needs beyond Lightning's own state (every rank's training hidden state,
+the random generators, the reference loss) is saved and restored by callbacks/exact_resume.py, and a
+schedule that follows a time budget by callbacks/time_budget.py (docs/design.md §6, §7).
 """
 
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from seqexp.data.spec import DataSpec
-from seqexp.models.sequence_model import State, build_model, detach_state
-from seqexp.optimization import follow_time_budget, make_lr_scheduler, make_optimizer
+from seqexp.models.sequence_model import State, build_model, detach_state, evaluating
+from seqexp.optimization import make_lr_scheduler, make_optimizer
 
 STAGES = ("train", "val", "test")
 GRACE_STEPS = 10  # the explosion rule starts here; a non-finite loss stops a run at any step
-RESUME_KEY = "seqexp"  # where checkpoints keep the state that Lightning does not
-
-
-class Resumed(NamedTuple):
-    """What a checkpoint restores that only takes effect once training starts."""
-
-    next_window: int  # the training window the interrupted epoch would have served next
-    train_state: State  # this rank's hidden state after the last trained window
-    rng: torch.Tensor | None  # this rank's CPU generator
-    cuda_rng: torch.Tensor | None
 
 
 class SequenceLightningModule(pl.LightningModule):
@@ -63,8 +54,6 @@ class SequenceLightningModule(pl.LightningModule):
         self.reference_loss: float | None = None
         self.divergence: str | None = None  # why training stopped as diverged
         self.validated_at_step: int | None = None  # the global step of the last validation that scored
-        self._resumed: Resumed | None = None
-        self._realign_log_step = False
         self.spec = DataSpec.from_dict(data)
         self.model = build_model(model, self.spec)
         self.states: dict[str, State] = dict.fromkeys(STAGES)
@@ -141,8 +130,8 @@ class SequenceLightningModule(pl.LightningModule):
 
     # -- state resets ----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        # (Lightning does not call this when it resumes in the middle of an epoch: on_train_start then
-        # puts back the state the interrupted epoch had reached.)
+        # (Lightning does not call this when it resumes in the middle of an epoch: the state the
+        # interrupted epoch had reached is put back by callbacks/exact_resume.py.)
         self.states["train"] = None
 
     def on_validation_epoch_start(self) -> None:
@@ -180,76 +169,6 @@ class SequenceLightningModule(pl.LightningModule):
         if stage == "val":
             self.validated_at_step = self.global_step
 
-    # -- checkpoints -----------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Called on every rank (the gathers are collective); rank 0 writes the file.
-        ready = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        cuda = self.device.type == "cuda"
-        checkpoint[RESUME_KEY] = {
-            "world_size": self.trainer.world_size,
-            "next_window": ready,
-            "train_state": self._gather(self.states["train"]),
-            "rng": self._gather(torch.get_rng_state()),
-            "cuda_rng": self._gather(torch.cuda.get_rng_state(self.device)) if cuda else None,
-            "reference_loss": self.reference_loss,
-            "validated_at_step": self.validated_at_step,
-        }
-
-    def _gather(self, state: State) -> State:
-        """Every rank's ``state`` stacked on a new first dimension (on the CPU)."""
-        if state is None:
-            return None
-        if isinstance(state, tuple):
-            return tuple(self._gather(part) for part in state)
-        state = state.detach()
-        if self.trainer.world_size == 1:
-            return state.unsqueeze(0).cpu()
-        return self.all_gather(state.to(self.device)).cpu()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get(RESUME_KEY)
-        if saved is None:  # a checkpoint from before resumable ones: weights and optimizer only
-            return
-        rank = self.trainer.global_rank
-
-        def mine(state: State) -> State:
-            if state is None:
-                return None
-            if isinstance(state, tuple | list):
-                return tuple(mine(part) for part in state)
-            return state[rank]
-
-        self.reference_loss = saved.get("reference_loss")  # (set again from the next loss when absent)
-        self.validated_at_step = saved["validated_at_step"]
-        self._resumed = Resumed(
-            saved["next_window"], mine(saved["train_state"]), mine(saved["rng"]), mine(saved["cuda_rng"])
-        )
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Lightning writes a checkpoint from a validation it did not schedule (a stop) with its logging
-        # step one behind global_step, and re-aligns it only for the checkpoints it knows; unaligned, a
-        # resumed run's curves would repeat a step. (A private counter: see the pin in pyproject.toml.)
-        if self._realign_log_step:
-            self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
-            self._realign_log_step = False
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        follow_time_budget(self.trainer)
-
-    def on_train_start(self) -> None:
-        # Restored here rather than at load: the generators after everything that set up the run has
-        # drawn from them, the state once the module is on its device.
-        resumed, self._resumed = self._resumed, None
-        if resumed is None:
-            return
-        self._realign_log_step = True
-        if resumed.rng is not None:
-            torch.set_rng_state(resumed.rng.cpu().clone())  # a row of the stacked ranks' states: a view
-        if resumed.cuda_rng is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(resumed.cuda_rng.cpu(), self.device)
-        if resumed.train_state is not None and resumed.next_window % self.trainer.num_training_batches:
-            self.states["train"] = _to(resumed.train_state, self.device)
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning calls this before it clips, so this is the norm the clipping threshold is compared to.
         if not self._is_logging_step():
@@ -271,18 +190,8 @@ class SequenceLightningModule(pl.LightningModule):
     @torch.no_grad()
     def predict_sequence(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """Run the model in eval mode on ``x`` from ``state``, leaving the stage states alone."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self.model(x.to(self.device), state)
-        finally:
-            self.train(was_training)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
-
-
-def _to(state: State, device: torch.device) -> State:
-    if isinstance(state, tuple):
-        return tuple(part.to(device) for part in state)
-    return state.to(device)

@@ -9,15 +9,12 @@ the module's hyperparameters, so checkpoints still load with ``weights_only=True
 
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
 
 from seqexp.errors import ConfigError, first_line
-
-if TYPE_CHECKING:
-    import pytorch_lightning as pl
 
 # Keys of a conf/scheduler/*.yaml that are for this module, not for the scheduler's constructor.
 RUN_STEPS_ARG = "run_steps_arg"  # the constructor argument that receives the run's optimizer steps
@@ -86,7 +83,7 @@ class WarmupCosineFactor:
     closure, so that the scheduler's state_dict keeps its plain settings).
 
     ``total_steps`` is the run's length by its step and epoch limits; ``budget_steps``, where a time
-    budget is set, the steps that the time left is expected to allow (:func:`follow_time_budget`). The
+    budget is set, the steps that the time left is expected to allow (callbacks/time_budget.py). The
     cosine ends at the first of the two.
     """
 
@@ -100,36 +97,6 @@ class WarmupCosineFactor:
         total = min(self.total_steps, self.budget_steps or self.total_steps)
         progress = min((step - self.warmup_steps) / max(total - self.warmup_steps, 1), 1.0)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-# How often (optimizer steps) a time-budgeted schedule re-estimates the steps left: often enough to follow
-# a changing pace, rarely enough that the broadcast that keeps DDP ranks on one lr costs nothing.
-BUDGET_EVERY_STEPS = 10
-
-
-def follow_time_budget(trainer: "pl.Trainer") -> None:
-    """Fit the run's cosine to ``trainer.max_time``: estimate the steps the budget allows from the pace
-    so far (the time-elapsed clock of Lightning's Timer, which a resumed run restores) and end the cosine
-    there, so that a run limited by time anneals fully by its end, whatever the machine's speed.
-
-    Rank 0's estimate is broadcast: ranks that annealed by their own clocks would step with different
-    learning rates and drift apart.
-    """
-    step = trainer.global_step
-    if step == 0 or step % BUDGET_EVERY_STEPS:  # first, so that the other steps do no more than this
-        return
-    from pytorch_lightning.callbacks import Timer
-
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    if timer is None:
-        return
-    elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
-    budget = step + int(remaining * step / elapsed) if remaining is not None and elapsed > 0 else None
-    budget = trainer.strategy.broadcast(budget, src=0)
-    for config in trainer.lr_scheduler_configs:
-        for factor in getattr(config.scheduler, "lr_lambdas", []):
-            if isinstance(factor, WarmupCosineFactor):
-                factor.budget_steps = budget
 
 
 def warmup_cosine(

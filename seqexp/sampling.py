@@ -9,7 +9,7 @@ synchronise with the device at every step. Same seed, same text.
 import torch
 
 from seqexp.data.vocab import Vocab
-from seqexp.models.sequence_model import SequenceModel
+from seqexp.models.sequence_model import SequenceModel, evaluating
 
 
 def next_token(
@@ -69,10 +69,6 @@ def sample_text(
     (:func:`seqexp.app.config_checks.check_sampling_options`). The model's train/eval mode is restored."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         ids = generate(model, vocab.encode(prime).to(device), length, top_k, temperature, generator)
-    finally:
-        model.train(was_training)
     return prime + vocab.decode(ids)

@@ -1,7 +1,8 @@
 """Contract 2 (docs/design.md §4): encoder -> recurrent core -> dropout -> Linear head."""
 
+import contextlib
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -19,13 +20,31 @@ ENCODERS = ("onehot", "embedding")
 REMEMBER_GATE_CELLS = ("torch.nn.LSTM", "torch.nn.GRU", "seqexp.models.peephole.PeepholeLSTM")
 
 
-def detach_state(state: State) -> State:
-    """The same values cut from the graph, so backpropagation stops at the window boundary."""
+def map_state(function: Callable[[torch.Tensor], torch.Tensor], state: State) -> State:
+    """``function`` applied to each tensor of a state, keeping its shape (None stays None): the one walk
+    over the three kinds of state, for detaching, moving, gathering and slicing them."""
     if state is None:
         return None
     if isinstance(state, torch.Tensor):
-        return state.detach()
-    return tuple(s.detach() for s in state)
+        return function(state)
+    return tuple(function(part) for part in state)
+
+
+def detach_state(state: State) -> State:
+    """The same values cut from the graph, so backpropagation stops at the window boundary."""
+    return map_state(torch.Tensor.detach, state)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode (no dropout) for the block, then back in the mode it was in, so that a
+    figure or a sample taken in the middle of training leaves training as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def import_cell(path: str) -> type[nn.Module]:

@@ -58,6 +58,8 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     from hydra.utils import instantiate
 
     from seqexp.app.argument_types import check_arguments
+    from seqexp.callbacks.exact_resume import ExactResume
+    from seqexp.callbacks.time_budget import FollowTimeBudget
     from seqexp.models.size import check_model_fits
     from seqexp.module import SequenceLightningModule
     from seqexp.optimization import check_optimization
@@ -81,6 +83,10 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     ]
     if not cfg.trainer.enable_progress_bar:  # Lightning refuses a progress-bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+    # Not options in conf/callbacks: without them a run could not continue exactly where it stopped, or
+    # anneal within its time budget. Last, so that the generators are restored after the other callbacks'
+    # on_train_start.
+    callbacks += [ExactResume(), FollowTimeBudget()]
     loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values() if logger]
     trainer = _instantiate_trainer(cfg.trainer, callbacks, loggers)
     datamodule.check_streams(trainer)
