@@ -20,6 +20,7 @@ import torch
 from bench_train import compose_config, generated_corpus  # beside this script (scripts/ is on sys.path)
 
 from seqexp.callbacks.latest_checkpoint import LatestCheckpoint
+from seqexp.run_layout import CHECKPOINT_DIR, LAST
 from seqexp.tasks.train import build
 
 CHAR_PRESET = ["experiment=charrnn_seed", "data=text"]
@@ -77,13 +78,13 @@ def main() -> None:
 
         latest.save = timed_save
         trainer.fit(module, datamodule=datamodule)
-        size = (folder / "checkpoints" / "last.ckpt").stat().st_size
+        size = (folder / CHECKPOINT_DIR / LAST).stat().st_size
 
     model = cfg.model
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; overrides: {' '.join(overrides)}")
     print(
         f"model {model.cell} {model.num_layers}x{model.hidden_size}, batch {cfg.data.batch_size} x "
-        f"seq_length {cfg.seq_length}, {module.parameter_count():,} parameters; last.ckpt {size / 1e6:.1f} MB"
+        f"seq_length {cfg.seq_length}, {module.parameter_count():,} parameters; {LAST} {size / 1e6:.1f} MB"
     )
     step, write = statistics.median(steps.seconds[1:]), statistics.median(writes)
     print(

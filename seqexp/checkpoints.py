@@ -20,9 +20,11 @@ from seqexp.data.files import existing_file
 from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError, first_line
 from seqexp.models.sequence_model import SequenceModel, build_model
-from seqexp.run_layout import CHECKPOINT_DIR, LAST
+from seqexp.run_layout import BEST, CHECKPOINT_DIR, LAST
 
-EXPECTED = "a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/checkpoints/last.ckpt"
+EXPECTED = (
+    f"a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/{CHECKPOINT_DIR}/{LAST}"
+)
 
 
 def checkpoint_file(path: str | Path, key: str = "ckpt") -> Path:
@@ -107,5 +109,5 @@ def require_finite_weights(model: torch.nn.Module, key: str = "ckpt", path: str 
         raise ConfigError(
             f"{key}={str(path)!r} has NaN or infinite weights ({', '.join(broken[:3])}"
             f"{', ...' if len(broken) > 3 else ''}): its run diverged; use an earlier checkpoint, e.g. the "
-            "best-step*.ckpt of the same run folder"
+            f"{BEST} of the same run folder"
         )

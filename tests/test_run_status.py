@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from seqexp.app.run_status import STATUS_FILE, RunStatus, read_status, run_recorded
+from seqexp.app.run_status import RunStatus, read_status, run_recorded
 from seqexp.errors import ConfigError
+from seqexp.run_layout import STATUS_FILE
 
 
 def test_a_finished_task_records_running_then_ok_with_its_objective(tmp_path):

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd, to_absolute_path
 
 from seqexp.errors import ConfigError
-from seqexp.run_layout import SAVED_CONFIG
+from seqexp.run_layout import HYDRA_DIR, SAVED_CONFIG
 
 # What Lightning's subprocess launcher sets in the parent's environment when it starts the ranks.
 _LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -32,7 +32,9 @@ def job_child_command(local_rank: int) -> tuple[Sequence[str], str]:
     # A resumed run keeps its folder's .hydra as it was (output_subdir=null) and resumes from its config.
     saved = job_dir / (hydra_cfg.output_subdir or SAVED_CONFIG.parent)
     if not (saved / SAVED_CONFIG.name).is_file():
-        raise ConfigError("hydra.output_subdir=null: DDP ranks need the job's saved config; keep it (.hydra)")
+        raise ConfigError(
+            f"hydra.output_subdir=null: DDP ranks need the job's saved config; keep it ({HYDRA_DIR})"
+        )
     resume = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+") == "resume"]
     if __main__.__spec__ is None:
         command = [sys.executable, to_absolute_path(sys.argv[0])]

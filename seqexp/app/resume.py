@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.run_status import read_status
 from seqexp.errors import ConfigError, first_line
-from seqexp.run_layout import CHECKPOINT_DIR, LAST, SAVED_CONFIG
+from seqexp.run_layout import CHECKPOINT_DIR, LAST, SAVED_CONFIG, STATUS_FILE
 
 # What a resumed run may change: how long it goes on, how often it saves, how it shows progress.
 EXTENDABLE = (
@@ -140,7 +140,7 @@ def save_resumed_config(cfg: DictConfig, run_dir: Path) -> None:
     config = cfg.copy()
     with open_dict(config):
         config.resume = None
-    partial = run_dir / SAVED_CONFIG.with_name(f".config.yaml.{os.getpid()}")
+    partial = run_dir / SAVED_CONFIG.with_name(f".{SAVED_CONFIG.name}.{os.getpid()}")
     try:
         OmegaConf.save(config, partial, resolve=False)
         os.replace(partial, run_dir / SAVED_CONFIG)
@@ -154,7 +154,7 @@ def requeued_checkpoint(run_dir: Path) -> Path | None:
     job starts again with the same id and in the same folder), else None."""
     from seqexp.app.run_status import slurm_job_id
 
-    status = read_status(run_dir) if (run_dir / "status.json").is_file() else None
+    status = read_status(run_dir) if (run_dir / STATUS_FILE).is_file() else None
     last = run_dir / CHECKPOINT_DIR / LAST
     same_job = status is not None and status.slurm_job is not None and status.slurm_job == slurm_job_id()
     return last if same_job and status.status != "ok" and last.is_file() else None

@@ -23,8 +23,7 @@ from omegaconf import DictConfig, read_write
 from seqexp.app.cli import exit_with_user_error
 from seqexp.app.run_status import read_status, slurm_job_id
 from seqexp.errors import ConfigError
-
-OWNER = ".owner"  # created by the run that owns the folder
+from seqexp.run_layout import OWNER
 
 
 class OneRunPerFolder(Callback):

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seqexp.errors import first_line, root_cause, user_error
+from seqexp.run_layout import STATUS_FILE
 
-STATUS_FILE = "status.json"
 STATUSES = ("running", "ok", "diverged", "interrupted", "failed")
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from seqexp.callbacks.periodic import PeriodicDiagnostic
 from seqexp.callbacks.tensorboard import validation_log_step
 from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
 from seqexp.errors import ConfigError
-from seqexp.report.runs import GRAD_FLOW_FILE
+from seqexp.run_layout import GRAD_FLOW_FILE
 
 
 class GradientFlow(PeriodicDiagnostic):

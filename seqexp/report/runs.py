@@ -15,12 +15,17 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from seqexp.app.run_status import STATUS_FILE, RunStatus, read_status
+from seqexp.app.run_status import RunStatus, read_status
 from seqexp.errors import first_line
-
-EVENT_FILES = "events.out.tfevents.*"
-# Beside the events: the last gradient-flow curve, written by seqexp/callbacks/grad_flow.py.
-GRAD_FLOW_FILE = "grad_flow.json"
+from seqexp.run_layout import (
+    EVENT_FILES,
+    GRAD_FLOW_FILE,
+    HYDRA_DIR,
+    OVERRIDES,
+    SAVED_CONFIG,
+    STATUS_FILE,
+    TENSORBOARD_DIR,
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ class Run:
         if self.state == "diverged":
             return "the validation loss is not finite"
         if self.state == "unknown":
-            return "no status.json and no final metrics"
+            return f"no {STATUS_FILE} and no final metrics"
         return ""
 
 
@@ -114,11 +119,11 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
     and event files outside any run, are skipped; problems that leave a run in the report (damaged
     events, status or overrides file) are warnings.
     """
-    markers = [*directory.rglob(".hydra"), *directory.rglob(STATUS_FILE)]
+    markers = [*directory.rglob(HYDRA_DIR), *directory.rglob(STATUS_FILE)]
     folders = sorted({marker.parent for marker in markers}, key=lambda p: _natural_key(p, directory))
     runs: list[Run] = []
     skipped = [
-        Skipped(events_dir, "TensorBoard events outside any run folder (one with .hydra/config.yaml)")
+        Skipped(events_dir, f"TensorBoard events outside any run folder (one with {SAVED_CONFIG})")
         for events_dir in sorted({path.parent for path in directory.rglob(EVENT_FILES)})
         if not any(events_dir.is_relative_to(folder) for folder in folders)
     ]
@@ -126,7 +131,7 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
     for folder in folders:
         name = folder.relative_to(directory).as_posix() if folder != directory else folder.name
         try:
-            config = _load_config(folder / ".hydra" / "config.yaml")
+            config = _load_config(folder / SAVED_CONFIG)
         except ValueError as error:
             skipped.append(Skipped(folder, str(error)))
             continue
@@ -175,7 +180,7 @@ def read_scalars(folder: Path) -> tuple[dict[str, list[Point]], str | None]:
 
 def _read_grad_flow(folder: Path) -> dict | None:
     """The curve the gradient-flow callback left beside the run's events, if it left one."""
-    path = folder / "tensorboard" / GRAD_FLOW_FILE
+    path = folder / TENSORBOARD_DIR / GRAD_FLOW_FILE
     try:
         curve = json.loads(path.read_text())
     except (OSError, ValueError):  # none, or cut short by a kill: the run just has no curve
@@ -196,15 +201,15 @@ def _load_config(path: Path) -> DictConfig:
 
 
 def _read_overrides(folder: Path) -> list[str]:
-    path = folder / ".hydra" / "overrides.yaml"
+    path = folder / OVERRIDES
     if not path.is_file():
         return []  # a run started without overrides may have none
     try:
         overrides = OmegaConf.load(path)
     except Exception as error:  # YAML and OmegaConf errors alike
-        raise ValueError(f".hydra/overrides.yaml is unreadable: {first_line(error)}") from None
+        raise ValueError(f"{OVERRIDES} is unreadable: {first_line(error)}") from None
     if not isinstance(overrides, ListConfig):
-        raise ValueError(".hydra/overrides.yaml is not a list")
+        raise ValueError(f"{OVERRIDES} is not a list")
     return [str(override) for override in overrides]
 
 

@@ -11,6 +11,7 @@ from seqexp.errors import ConfigError
 from seqexp.report.leaderboard import build_leaderboard
 from seqexp.report.plots import write_plots
 from seqexp.report.runs import find_runs
+from seqexp.run_layout import SAVED_CONFIG
 
 MARKDOWN = "leaderboard.md"
 CSV = "leaderboard.csv"
@@ -31,7 +32,7 @@ def write_report(directory: Path) -> list[Path]:
         print(f"warning: {warning}", file=sys.stderr)
     if not runs:
         raise ConfigError(
-            f"no runs to report under {directory}: no folder below it has a readable .hydra/config.yaml"
+            f"no runs to report under {directory}: no folder below it has a readable {SAVED_CONFIG}"
         )
 
     board = build_leaderboard(runs)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from seqexp.app.devices import choose_device
 from seqexp.checkpoints import checkpoint_file, model_from_checkpoint, read_checkpoint, require_finite_weights
 from seqexp.errors import ConfigError
+from seqexp.run_layout import CHECKPOINT_DIR, SAVED_CONFIG
 
 SPLITS = ("val", "test")
 
@@ -37,8 +38,8 @@ def check_eval_config(cfg: DictConfig) -> None:
 
 def run_config(ckpt: Path) -> DictConfig | None:
     """The saved config of the run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), if it is there."""
-    saved = ckpt.parent.parent / ".hydra" / "config.yaml"
-    return OmegaConf.load(saved) if ckpt.parent.name == "checkpoints" and saved.is_file() else None
+    saved = ckpt.parent.parent / SAVED_CONFIG
+    return OmegaConf.load(saved) if ckpt.parent.name == CHECKPOINT_DIR and saved.is_file() else None
 
 
 def data_config(cfg: DictConfig, run: DictConfig | None) -> DictConfig:
@@ -46,7 +47,7 @@ def data_config(cfg: DictConfig, run: DictConfig | None) -> DictConfig:
     chosen = OmegaConf.to_container(cfg.data, resolve=False) if cfg.get("data") else {}
     if run is None and "_target_" not in chosen:
         raise ConfigError(
-            f"ckpt={cfg.ckpt!r} is not in a run folder with its .hydra/config.yaml: choose the data, "
+            f"ckpt={cfg.ckpt!r} is not in a run folder with its {SAVED_CONFIG}: choose the data, "
             "e.g. data=text data.path=FILE"
         )
     root = OmegaConf.create(OmegaConf.to_container(run, resolve=False) if run is not None else {})
