@@ -16,7 +16,7 @@ from pathlib import Path
 from bench_train import FitTimer, compose_config  # beside this script (scripts/ is on sys.path)
 
 from seqexp.callbacks.grad_flow import GradientFlow
-from seqexp.callbacks.sine_plot import SineFitPlot
+from seqexp.callbacks.series_fit import SeriesFitPlot
 from seqexp.tasks.train import build
 
 PRESETS = {"default": [], "echo": ["experiment=echo"]}
@@ -36,7 +36,7 @@ def timed(hook, seconds: list[float]):
 
 def measure(overrides: list[str], out_dir: Path) -> dict[str, float]:
     datamodule, module, trainer = build(compose_config(overrides, out_dir))
-    spent = {GradientFlow: [], SineFitPlot: []}
+    spent = {GradientFlow: [], SeriesFitPlot: []}
     for callback in trainer.callbacks:
         if type(callback) in spent:
             callback.on_validation_end = timed(callback.on_validation_end, spent[type(callback)])
@@ -47,8 +47,8 @@ def measure(overrides: list[str], out_dir: Path) -> dict[str, float]:
         "fit": timer.seconds,
         "grad_flow": sum(spent[GradientFlow]),
         "grad_flow_calls": len(spent[GradientFlow]),
-        "fit_and_forecast_figure": sum(spent[SineFitPlot]),
-        "figure_calls": len(spent[SineFitPlot]),
+        "fit_and_forecast_figure": sum(spent[SeriesFitPlot]),
+        "figure_calls": len(spent[SeriesFitPlot]),
     }
 
 

@@ -1,1 +1,2 @@
-"""Callbacks that show what a model does: sine-fit figures, text samples and throughput in TensorBoard."""
+"""Lightning callbacks: what a run shows in TensorBoard, and how it saves, stops and reports its progress
+(docs/design.md §1 names each one)."""

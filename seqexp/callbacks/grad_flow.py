@@ -15,10 +15,10 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 
 from seqexp.callbacks.periodic import PeriodicDiagnostic
-from seqexp.callbacks.tensorboard import validation_log_step
 from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
 from seqexp.errors import ConfigError
 from seqexp.run_layout import GRAD_FLOW_FILE
+from seqexp.tensorboard_log import validation_log_step
 
 
 class GradientFlow(PeriodicDiagnostic):

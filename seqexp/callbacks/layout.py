@@ -4,7 +4,7 @@ one chart, then val/bpc and val/ppl (text) or val/mse (a series), then the gradi
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from seqexp.callbacks.tensorboard import tensorboard_writer
+from seqexp.tensorboard_log import tensorboard_writer
 
 
 def layout(tokens: bool) -> dict[str, dict[str, list]]:

@@ -5,8 +5,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
-from seqexp.callbacks.tensorboard import tensorboard_writer
 from seqexp.errors import ConfigError
+from seqexp.tensorboard_log import tensorboard_writer
 
 
 class PeriodicDiagnostic(pl.Callback):

@@ -258,7 +258,7 @@ def _restart_tensorboard_at(trainer: "pl.Trainer", checkpoint: str) -> None:
     import torch
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-    from seqexp.callbacks.tensorboard import tensorboard_writer
+    from seqexp.tensorboard_log import tensorboard_writer
 
     writer = tensorboard_writer(trainer)
     if writer is None or trainer.global_rank != 0:

@@ -1,4 +1,5 @@
-"""Callbacks that show what a model does: sine-fit figures and text samples in TensorBoard."""
+"""The run's TensorBoard log, for whatever writes to it besides Lightning (the figure, sample and layout
+callbacks, a resume's restart marker): its SummaryWriter, and the step a validation is logged at."""
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger

@@ -14,18 +14,18 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from seqexp.callbacks.periodic import PeriodicDiagnostic
-from seqexp.callbacks.tensorboard import validation_log_step
 from seqexp.diagnostics import closed_loop_forecast
 from seqexp.errors import ConfigError
+from seqexp.tensorboard_log import validation_log_step
 
 
-class SineFitPlot(PeriodicDiagnostic):
+class SeriesFitPlot(PeriodicDiagnostic):
     """The model over the first ``n_points`` of the validation series, and a forecast that warms up on
     its first ``warm_up`` points and then runs closed-loop for ``horizon`` steps (fewer where the split
     ends sooner); at the first validation, every ``every``-th after it (drawing costs more than a small
     model's validation) and for the final model."""
 
-    key = "callbacks.sine_fit."  # where conf/callbacks/default.yaml puts this callback, for messages
+    key = "callbacks.sine_fit."  # its key in conf/callbacks/default.yaml, for messages; users type it
 
     def __init__(self, n_points: int = 120, warm_up: int = 40, horizon: int = 100, every: int = 1) -> None:
         super().__init__(every)
@@ -59,6 +59,7 @@ class SineFitPlot(PeriodicDiagnostic):
         _finish(fit)
         if not (next_step and horizon > 0):
             figure.subplots_adjust(right=0.8)
+            # Named for the first series, for every series: the tag users know from TensorBoard.
             writer.add_figure("val/sine_fit", figure, global_step=step, close=False)
             return
         warm_up = inputs[: self.warm_up].unsqueeze(0).to(pl_module.device)
