@@ -113,7 +113,6 @@ def run_job(cfg: DictConfig) -> float:
     with 128 + its number, after handing the signal to the handler that was there before (submitit's,
     under SLURM, which requeues the job; the requeued job finds its checkpoint and continues)."""
     from seqexp.app.resume import NothingToResume, check_resume, requeued_checkpoint, save_resumed_config
-    from seqexp.callbacks.stop_on_signal import STOP_SIGNALS
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if not cfg.resume and (requeued := requeued_checkpoint(run_dir)):
@@ -128,7 +127,9 @@ def run_job(cfg: DictConfig) -> float:
             return math.nan
         if launched_process():
             save_resumed_config(cfg, run_dir)
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    # Every signal's, not only seqexp.callbacks.stop_on_signal's: importing that module here would import
+    # Lightning before train() has checked the config, and a typo would cost seconds instead of one.
+    before = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
     try:
         return run_recorded(run_dir, train, cfg)
     except RunInterrupted as interrupted:
