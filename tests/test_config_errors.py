@@ -1,16 +1,24 @@
 """User mistakes: one line naming the key, the value and what is allowed; non-zero exit; no traceback."""
 
+import inspect
+import re
+import subprocess
+import sys
+import typing
+
 import pytest
 
-from seqexp.app.config_checks import check_train_config
+from seqexp.app.config_checks import TRAINER_PRECISIONS, check_train_config
 from seqexp.errors import ConfigError
-from tests.helpers import assert_user_error, compose_train
+from tests.helpers import REPO, assert_user_error, compose_train, script_env
 
 BAD_VALUES = [
     ("clip=0", "clip=0", "> 0"),
     ("clip=-1", "clip=-1", "> 0"),
     ("seq_length=0", "seq_length=0", ">= 1"),
     ("data.batch_size=0", "data.batch_size=0", ">= 1"),
+    ("data.seq_length=0", "data.seq_length=0", ">= 1"),
+    ("data.eval_burn_in=-1", "data.eval_burn_in=-1", "an integer >= 0, or null"),
     ("data.val_fraction=0", "data.val_fraction=0", "between 0 and 1"),
     ("data.val_fraction=1.5", "data.val_fraction=1.5", "between 0 and 1"),
     ("model.hidden_size=0", "model.hidden_size=0", ">= 1"),
@@ -42,7 +50,6 @@ def test_series_too_short_for_one_window_names_the_needed_length(tmp_path, run_s
 # still before training, as one line.
 LATE_BAD_VALUES = [
     (["data.n_points=1"], "data.n_points=1 is invalid: it must be an integer >= 2"),
-    (["data.eval_burn_in=-1"], "data.eval_burn_in=-1 is invalid: it must be an integer >= 0"),
     (["model.nonlinearity=sigmoid"], "Unknown nonlinearity 'sigmoid'"),
     (["trainer.limit_val_batches=1", "data.eval_burn_in=1"], "data.eval_burn_in=1 leaves nothing to score"),
     (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 turns validation off"),
@@ -93,3 +100,41 @@ def test_options_every_cell_shares_are_checked_with_the_config(tmp_path, cell, o
     with pytest.raises(ConfigError) as refused:
         check_train_config(compose_train([f"model={cell}", override], tmp_path))
     assert str(refused.value) == message
+
+
+def test_the_precisions_checked_with_the_config_are_the_ones_the_trainer_takes():
+    """TRAINER_PRECISIONS is written out so that checking it needs no Lightning; it must stay Lightning's."""
+    import pytorch_lightning as pl
+
+    hint = inspect.signature(pl.Trainer).parameters["precision"].annotation
+    literals = [arm for arm in typing.get_args(hint) if typing.get_origin(arm) is typing.Literal]
+    takes = tuple(value for arm in literals for value in typing.get_args(arm))
+    assert takes == TRAINER_PRECISIONS, "copy the Trainer's precision values into config_checks.py"
+
+
+# A value the configuration alone shows wrong costs Hydra's start-up, not the import of torch and
+# Lightning (docs/design.md §2). Run cold, as a user runs it: the test session and the warm processes of
+# tests/warm_start.py have torch loaded already.
+REFUSED_BEFORE_TORCH = [
+    ("clip=0", "clip=0 is invalid"),
+    ("trainer.precision=bogus", "trainer.precision='bogus' is invalid"),
+    ("data.seq_length=0", "data.seq_length=0 is invalid"),
+]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"), REFUSED_BEFORE_TORCH, ids=[r[0] for r in REFUSED_BEFORE_TORCH]
+)
+def test_a_value_the_config_alone_refuses_is_answered_before_torch_is_imported(tmp_path, override, message):
+    train = str(REPO / "scripts" / "train.py")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", train, override, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert_user_error(result, message)
+    heavy = re.findall(r"\|\s+(torch|pytorch_lightning|lightning_fabric)$", result.stderr, re.MULTILINE)
+    assert not heavy, f"{override} was refused only after importing {', '.join(heavy)}"

@@ -17,6 +17,16 @@ CLIP_ALGORITHMS = ("norm", "value")
 SCHEDULER_INTERVALS = ("step", "epoch")
 LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor", "strict", "name")
 
+# What Lightning's Trainer takes as precision (lightning_fabric.connector._PRECISION_INPUT, in its order),
+# written out so that a mistyped one is refused without importing Lightning; tests/test_config_errors.py
+# holds this list to Lightning's own. 16 and "16" are both valid: the aliases are strings.
+TRAINER_PRECISIONS = (
+    64, 32, 16,
+    "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+    "32-true", "64-true",
+    "64", "32", "16", "bf16",
+)  # fmt: skip
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -85,16 +95,7 @@ def check_train_config(cfg: DictConfig) -> None:
         "a number > 1, or null",
     )
 
-    data = cfg.data
-    _require("data.batch_size", data.batch_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    for key in ("val_fraction", "test_fraction"):
-        if key in data and not (key == "test_fraction" and data[key] == 0):
-            _require(f"data.{key}", data[key], lambda v: _is_number(v) and 0 < v < 1, "between 0 and 1")
-    held_out = data.get("val_fraction", 0) + data.get("test_fraction", 0)
-    if held_out >= 1:
-        raise ConfigError(
-            f"data.val_fraction + data.test_fraction = {held_out:g} leaves no training data: keep it below 1"
-        )
+    check_data_config(cfg.data)
 
     model = cfg.model
     _require("model.hidden_size", model.hidden_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
@@ -121,6 +122,29 @@ def check_train_config(cfg: DictConfig) -> None:
     if "interval" in lightning:
         _one_of("scheduler.lightning.interval", lightning.interval, SCHEDULER_INTERVALS)
     check_trainer_config(cfg.trainer)
+
+
+def check_data_config(data: DictConfig) -> None:
+    """Raise ConfigError for a value that every dataset takes (StreamDataModule's arguments and the split
+    fractions); the options of one dataset are its constructor's to judge."""
+    _require("data.batch_size", data.batch_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    if "seq_length" in data:  # ${seq_length} unless a preset or the command line sets it apart
+        _require("data.seq_length", data.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    if "eval_burn_in" in data:
+        _require(
+            "data.eval_burn_in",
+            data.eval_burn_in,
+            lambda v: v is None or (_is_int(v) and v >= 0),
+            "an integer >= 0, or null",
+        )
+    for key in ("val_fraction", "test_fraction"):
+        if key in data and not (key == "test_fraction" and data[key] == 0):
+            _require(f"data.{key}", data[key], lambda v: _is_number(v) and 0 < v < 1, "between 0 and 1")
+    held_out = data.get("val_fraction", 0) + data.get("test_fraction", 0)
+    if held_out >= 1:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {held_out:g} leaves no training data: keep it below 1"
+        )
 
 
 def as_text(value: Any) -> Any:
@@ -196,11 +220,18 @@ def _positive_limit(value: Any) -> bool:
 
 
 def check_trainer_config(trainer: DictConfig) -> None:
-    """Raise ConfigError for a Trainer value that would train nothing, forever, or crash mid-run.
+    """Raise ConfigError for a Trainer value that would train nothing, forever, or crash mid-run, or a
+    precision Lightning does not know.
 
-    Only the values our task relies on are checked here; the Trainer judges the rest itself (its
+    Only these values are checked here; the Trainer judges the rest itself after the heavy imports (its
     refusal becomes one line, see seqexp.tasks.train.build).
     """
+    _require(
+        "trainer.precision",
+        trainer.get("precision"),
+        lambda v: v is None or any(v == p and type(v) is type(p) for p in TRAINER_PRECISIONS),
+        f"one of {', '.join(dict.fromkeys(map(str, TRAINER_PRECISIONS)))}, or null",
+    )
     epochs = trainer.get("max_epochs")
     _require(
         "trainer.max_epochs", epochs, lambda v: v is None or v == -1 or (_is_int(v) and v >= 1),

@@ -36,8 +36,6 @@ class StreamDataModule(pl.LightningDataModule):
     def __init__(self, batch_size: int, seq_length: int, eval_burn_in: int | None = None) -> None:
         """``eval_burn_in=None``: :attr:`default_eval_burn_in` where the evaluation splits allow it."""
         super().__init__()
-        if eval_burn_in is not None and eval_burn_in < 0:
-            raise ConfigError(f"data.eval_burn_in={eval_burn_in} is invalid: it must be an integer >= 0")
         self.batch_size = batch_size
         self.seq_length = seq_length
         self.eval_burn_in = eval_burn_in

@@ -51,8 +51,6 @@ class EchoDataModule(StreamDataModule):
             raise ConfigError(
                 f"data.n_points={n_points} is invalid: it must be larger than data.delay={delay}"
             )
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"data.val_fraction={val_fraction} is invalid: it must be between 0 and 1")
         self.delay, self.noise, self.n_points, self.seed = delay, noise, n_points, seed
         self.val_fraction = val_fraction
 
