@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.util
+import inspect
 import math
 from pathlib import Path
 
@@ -253,6 +254,17 @@ def test_model_config_builds_the_cell(override: list[str]) -> None:
     assert cell.peephole == ("full" if override else "diagonal")
     out, (h, c) = cell(torch.randn(2, 5, 3))
     assert out.shape == (2, 5, cfg.hidden_size) and h.shape == c.shape == (cfg.num_layers, 2, cfg.hidden_size)
+
+
+def test_the_cells_defaults_are_its_configs() -> None:
+    # PeepholeLSTM keeps defaults for code that builds it without a config; a run takes the YAML's. Two
+    # homes of one default, held equal here so that they cannot drift apart.
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(ROOT / "conf" / "model" / "peephole-lstm.yaml")
+    parameters = inspect.signature(PeepholeLSTM).parameters
+    for key in ("peephole", "peephole_init"):
+        assert parameters[key].default == config[key], key
 
 
 def test_bench_script_runs(capsys: pytest.CaptureFixture) -> None:
