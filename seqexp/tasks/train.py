@@ -74,6 +74,9 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
         for name, node in (cfg.get(group) or {}).items():
             if node:
                 check_arguments(f"{group}.{name}", node)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    check_optimization(optim, scheduler)  # before the data is prepared, which can take minutes
     datamodule = instantiate(cfg.data)
     # A preset turns a callback off by setting it to null (debug=fast: callbacks.checkpoint: null).
     callbacks = [
@@ -97,11 +100,10 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     module = SequenceLightningModule(
         model=model_options,
         data=spec.as_dict(),
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        optim=optim,
+        scheduler=scheduler,
         divergence_factor=cfg.divergence_factor,
     )
-    check_optimization(module.hparams.optim, module.hparams.scheduler)
     if cfg.compile:
         module.model.compile()  # in place, so checkpoints keep the plain parameter names
     return datamodule, module, trainer
