@@ -17,7 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from bench_train import compose_config, generated_corpus  # beside this script (scripts/ is on sys.path)
+from harness import compose_config, generated_corpus, timed
 
 from seqexp.callbacks.latest_checkpoint import LatestCheckpoint
 from seqexp.run_layout import CHECKPOINT_DIR, LAST
@@ -69,14 +69,7 @@ def main() -> None:
         trainer.callbacks.append(steps)
         latest = next(c for c in trainer.callbacks if isinstance(c, LatestCheckpoint))
         writes: list[float] = []
-        save = latest.save
-
-        def timed_save(trainer: pl.Trainer) -> None:
-            start = time.perf_counter()
-            save(trainer)
-            writes.append(time.perf_counter() - start)
-
-        latest.save = timed_save
+        latest.save = timed(latest.save, writes)
         trainer.fit(module, datamodule=datamodule)
         size = (folder / CHECKPOINT_DIR / LAST).stat().st_size
 

@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +31,9 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from harness import REPO, run_train_script
 
 from seqexp.data.token_file import CHUNK_BYTES, prepared_tokens, token_paths
-
-REPO = Path(__file__).resolve().parents[1]
 
 ALPHABETS = [
     "abcdefghijklmnopqrstuvwxyz",
@@ -98,17 +96,11 @@ def run_to_first_step(corpus: Path, data_dir: Path, work: Path, name: str) -> tu
     pythonpath = os.pathsep.join(
         filter(None, [str(REPO), str(REPO / "scripts"), os.environ.get("PYTHONPATH")])
     )
-    env = {**os.environ, "PYTHONPATH": pythonpath}
-    with (work / f"{name}.log").open("w") as log:
-        start = time.time()
-        process = subprocess.Popen(
-            [sys.executable, str(REPO / "scripts" / "train.py"), *overrides], stdout=log, stderr=log, env=env
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0 or not clock.is_file():
-        sys.exit(f"{name} failed (exit {process.returncode}); its output is in {work / name}.log:\n"
-                 + (work / f"{name}.log").read_text()[-3000:])  # fmt: skip
+    log = work / f"{name}.log"
+    start = time.time()
+    code, usage = run_train_script(overrides, log, env={**os.environ, "PYTHONPATH": pythonpath})
+    if code != 0 or not clock.is_file():
+        sys.exit(f"{name} failed (exit {code}); its output is in {log}:\n{log.read_text()[-3000:]}")
     seconds = float(clock.read_text()) - start
     clock.unlink()
     return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux

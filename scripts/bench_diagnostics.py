@@ -8,30 +8,16 @@ Each run is the train task as train.py runs it; the two callbacks' hooks are tim
 """
 
 import argparse
-import functools
 import tempfile
-import time
 from pathlib import Path
 
-from bench_train import FitTimer, compose_config  # beside this script (scripts/ is on sys.path)
+from harness import FitTimer, compose_config, timed
 
 from seqexp.callbacks.grad_flow import GradientFlow
 from seqexp.callbacks.series_fit import SeriesFitPlot
 from seqexp.tasks.train import build
 
 PRESETS = {"default": [], "echo": ["experiment=echo"]}
-
-
-def timed(hook, seconds: list[float]):
-    @functools.wraps(hook)
-    def run(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return hook(*args, **kwargs)
-        finally:
-            seconds.append(time.perf_counter() - start)
-
-    return run
 
 
 def measure(overrides: list[str], out_dir: Path) -> dict[str, float]:

@@ -13,12 +13,11 @@ model and batches on a generated corpus (no download), for a fixed number of epo
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_train import REPO, generated_corpus  # beside this script (scripts/ is on sys.path)
+from harness import generated_corpus, run_train_script
 
 from seqexp.report.runs import read_scalars
 
@@ -26,15 +25,13 @@ PRESET = ["experiment=tinyshakespeare_cpu", "data=text", "trainer.max_time=null"
 
 
 def run_once(overrides: list[str], out_dir: Path) -> dict[str, float]:
-    command = [sys.executable, str(REPO / "scripts" / "train.py"), *overrides, f"hydra.run.dir={out_dir}"]
-    log = out_dir.with_name(f"{out_dir.name}.err")  # beside the run: train.py wants a new folder
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-        # wait4, not wait: the kernel's account of this one process (faults, system time, peak size).
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
+    overrides = [*overrides, f"hydra.run.dir={out_dir}"]
+    log = out_dir.with_name(f"{out_dir.name}.log")  # beside the run: train.py wants a new folder
+    code, usage = run_train_script(overrides, log)
     if code != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({code}):\n{log.read_text()[-2000:]}")
+        raise SystemExit(
+            f"scripts/train.py {' '.join(overrides)} failed ({code}):\n{log.read_text()[-2000:]}"
+        )
     scalars, error = read_scalars(out_dir)
     if error or "train/tokens_per_s" not in scalars:
         raise SystemExit(f"{out_dir} logged no train/tokens_per_s ({error})")

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
+from harness import FitTimer, compose_config, generated_corpus
 from omegaconf import OmegaConf
 
 from seqexp.reference_loop import reference_fit
 from seqexp.tasks.train import build
-
-REPO = Path(__file__).resolve().parents[1]
 
 PRESETS = {
     # The notes' sine notebook, for several epochs so that there is something to time.
@@ -40,35 +38,6 @@ PRESETS = {
         "optim.lr=0.002",
     ],
 }
-
-
-class FitTimer(pl.Callback):
-    """Wall time from the first to the last training step, validation and checkpoints included."""
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.start = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self.start
-
-
-def generated_corpus(folder: Path, n_chars: int = 200_000) -> Path:
-    """Deterministic text with some structure (words drawn from a small lexicon)."""
-    generator = torch.Generator().manual_seed(0)
-    lexicon = ["The", "king", "and", "queen", "of", "rome", "shall", "speak", "now", "thou", "art", "night"]
-    words = torch.randint(len(lexicon), (n_chars // 4,), generator=generator).tolist()
-    path = folder / "corpus.txt"
-    path.write_text(" ".join(lexicon[w] for w in words)[:n_chars], encoding="utf-8")
-    return path
-
-
-def compose_config(overrides: list[str], out_dir: Path):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        # The generated corpus's token file goes with it into the temporary folder.
-        paths = [f"paths.output_dir={out_dir}", f"paths.root_dir={REPO}", f"paths.data_dir={out_dir}/data"]
-        return compose("train", overrides=[*overrides, *paths, "test_after_fit=false"])
 
 
 def seqexp_tokens_per_second(cfg) -> tuple[float, int]:
