@@ -1,6 +1,6 @@
 """What the benchmark scripts (bench_*.py) share; not a command itself.
 
-They import it as ``import harness``: ``python scripts/bench_x.py`` puts scripts/ first on sys.path.
+They import it as ``import harness``: ``python scripts/bench_*.py`` puts scripts/ first on sys.path.
 """
 
 import functools
