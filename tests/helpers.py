@@ -68,6 +68,15 @@ def unigram_entropy_nats(text: str) -> float:
     return -sum(n / len(text) * math.log(n / len(text)) for n in counts.values())
 
 
+def sine_shape() -> dict[str, float]:
+    """conf/data/sine.yaml's curve (step, amplitude, frequency, phase, noise_std), for tests that build the
+    sine without composing a config: SineDataModule and sine_series have no defaults of their own."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.load(REPO / "conf" / "data" / "sine.yaml")
+    return {key: data[key] for key in ("step", "amplitude", "frequency", "phase", "noise_std")}
+
+
 def compose_train(overrides: list[str], output_dir: Path, return_hydra_config: bool = False):
     """conf/train.yaml composed with ``overrides`` as scripts/train.py would, writing to ``output_dir``."""
     from hydra import compose, initialize_config_dir

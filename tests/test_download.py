@@ -85,10 +85,11 @@ def test_unreachable_says_how_to_pass_a_local_copy(served, tmp_path, where):
     assert list(target.parent.iterdir()) == []
 
 
-def tiny(data_dir: Path, url: str, **options: object) -> TinyShakespeareDataModule:
+def tiny(data_dir: Path, url: str, path: str | None = None) -> TinyShakespeareDataModule:
     return TinyShakespeareDataModule(
-        data_dir=str(data_dir), url=url, sha256=SHA, batch_size=2, seq_length=10, **options
-    )
+        data_dir=str(data_dir), url=url, sha256=SHA, path=path, val_fraction=0.1, test_fraction=0.0,
+        batch_size=2, seq_length=10, eval_burn_in=None,
+    )  # fmt: skip
 
 
 def test_datamodule_downloads_once_then_reads_the_cache(served, tmp_path):

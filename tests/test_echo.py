@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
-from seqexp.data.echo import EchoDataModule
 from seqexp.data.streams import WindowStream
-from tests.helpers import read_events
+from tests.helpers import compose_train, read_events
 
 # dropout 0 and the same seed: 2 ranks x batch B must train exactly like 1 rank x batch 2B.
 ECHO = [
@@ -55,7 +55,7 @@ def test_input_target_data_on_two_ddp_ranks_trains_like_one_process_with_twice_t
     assert [v for _, v in ddp_val] == pytest.approx([v for _, v in single_val], abs=1e-6)
 
     # Each rank trained on its own rows of inputs and, at the same offsets, their echoes.
-    datamodule = EchoDataModule(delay=5, n_points=1200, seed=42)
+    datamodule = instantiate(compose_train(ECHO, tmp_path / "composed").data)  # the runs' series
     datamodule.setup()
     inputs, targets = datamodule.splits["train"], datamodule.targets["train"]
     rank_batches = [torch.load(ddp / "batches" / f"rank{r}.pt") for r in (0, 1)]

@@ -8,7 +8,7 @@ import torch
 
 from seqexp.data.sine import sine_series
 from seqexp.data.streams import WindowStream
-from tests.helpers import job_folder, read_events
+from tests.helpers import job_folder, read_events, sine_shape
 
 # dropout 0 and the same seed: 2 ranks x batch B must train exactly like 1 rank x batch 2B.
 EQUIVALENCE = [
@@ -50,7 +50,7 @@ def test_two_ddp_ranks_train_like_one_process_with_twice_the_batch(tmp_path: Pat
     assert [v for _, v in ddp_val] == pytest.approx([v for _, v in single_val], abs=1e-6)
 
     # Each rank saw only its own contiguous rows, and together exactly the single process's batches.
-    train_split = sine_series(1000)[: 1000 - int(1000 * 0.2)]
+    train_split = sine_series(1000, **sine_shape(), seed=0)[: 1000 - int(1000 * 0.2)]
     rank_batches = [torch.load(ddp / "batches" / f"rank{r}.pt") for r in (0, 1)]
     for rank, batches in enumerate(rank_batches):
         stream = WindowStream(train_split, batch_size=2, seq_length=10, world_size=2, rank=rank)
@@ -116,7 +116,15 @@ def test_bf16_mixed_training_on_gpu_learns_and_keeps_state_across_windows():
 
     pl.seed_everything(0, verbose=False)
     module = SequenceLightningModule(
-        model={"cell": "torch.nn.LSTM", "hidden_size": 32, "num_layers": 2},
+        model={
+            "cell": "torch.nn.LSTM",
+            "hidden_size": 32,
+            "num_layers": 2,
+            "dropout": 0.0,
+            "encoder": "onehot",
+            "embedding_dim": 64,
+            "remember_bias": None,
+        },
         data={"input_size": 1, "output_size": 1, "tokens": False},
         optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
     )
@@ -125,7 +133,9 @@ def test_bf16_mixed_training_on_gpu_learns_and_keeps_state_across_windows():
         enable_checkpointing=False, enable_progress_bar=False, use_distributed_sampler=False,
         gradient_clip_val=1.0,
     )  # fmt: skip
-    datamodule = SineDataModule(n_points=2000, batch_size=4, seq_length=20, eval_burn_in=1)
+    datamodule = SineDataModule(
+        **sine_shape(), n_points=2000, val_fraction=0.1, batch_size=4, seq_length=20, eval_burn_in=1, seed=0
+    )
     trainer.fit(module, datamodule=datamodule)
     assert module.device.type == "cuda"
     val_loss = float(trainer.callback_metrics["val/loss"])

@@ -64,7 +64,7 @@ What ho!
 
 
 def test_markdown_becomes_plain_play_text():
-    assert markdown_to_play_text(PLAY_MD) == PLAY_TEXT
+    assert markdown_to_play_text(PLAY_MD, headings=True) == PLAY_TEXT
 
 
 def test_headings_can_be_left_out():
@@ -75,7 +75,7 @@ def test_headings_can_be_left_out():
 
 @pytest.fixture(scope="module")
 def all_plays() -> str:
-    return plays_text()
+    return plays_text(headings=True)
 
 
 def test_all_plays_are_converted_without_markup(all_plays):
@@ -92,7 +92,7 @@ def test_all_plays_are_converted_without_markup(all_plays):
 
 
 def test_conversion_is_deterministic_and_in_sorted_file_order(all_plays):
-    assert plays_text() == all_plays
+    assert plays_text(headings=True) == all_plays
     names = [name for name, _ in play_files()]
     assert names == sorted(names)
     first_title = next(f for _, f in play_files()).read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
@@ -137,14 +137,17 @@ def test_a_failed_build_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(shakespeare, "plays_text", broken)
     with pytest.raises(KeyboardInterrupt):
-        cached_plays_file(tmp_path)
+        cached_plays_file(tmp_path, headings=True)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_datamodule_reads_the_cache_under_the_data_folder(tmp_path, monkeypatch):
     play = "ROMEO:\nO, she doth teach the torches.\n"
     monkeypatch.setattr(shakespeare, "plays_text", lambda headings: play * 50)
-    data = ShakespeareDataModule(data_dir=str(tmp_path), batch_size=2, seq_length=10)
+    data = ShakespeareDataModule(
+        data_dir=str(tmp_path), headings=True, val_fraction=0.1, test_fraction=0.0, batch_size=2,
+        seq_length=10, eval_burn_in=None,
+    )  # fmt: skip
     assert "".join(data.spec.vocab) == "".join(sorted(set(play)))
     assert (tmp_path / "shakespeare" / "plays.txt").is_file()
     # The plays go through the same token file as any corpus, prepared under the same data folder.

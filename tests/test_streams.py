@@ -6,6 +6,7 @@ import torch
 from seqexp.data.sine import SineDataModule
 from seqexp.data.streams import WindowStream, rank_rows
 from seqexp.errors import ConfigError
+from tests.helpers import sine_shape
 
 
 def windows(stream: WindowStream) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -63,7 +64,9 @@ def test_a_series_too_short_for_one_window_is_refused_with_the_needed_length():
 
 
 def test_the_dataloader_serves_the_windows_in_order_without_copies():
-    datamodule = SineDataModule(n_points=800, batch_size=4, seq_length=10)
+    datamodule = SineDataModule(
+        **sine_shape(), n_points=800, val_fraction=0.1, batch_size=4, seq_length=10, eval_burn_in=None, seed=0
+    )
     loader = datamodule.train_dataloader()
     stream = datamodule.stream("train")
     served = list(loader)
@@ -87,7 +90,10 @@ def test_an_aligned_target_series_is_windowed_at_the_same_offsets_as_the_inputs(
 def test_echo_targets_are_the_inputs_delay_steps_earlier_in_every_split():
     from seqexp.data.echo import EchoDataModule
 
-    datamodule = EchoDataModule(delay=5, n_points=1000, batch_size=2, seq_length=10)
+    datamodule = EchoDataModule(
+        delay=5, noise=0.0, n_points=1000, val_fraction=0.1, batch_size=2, seq_length=10, eval_burn_in=1,
+        seed=0,
+    )  # fmt: skip
     datamodule.setup()
     inputs = torch.cat([datamodule.splits["train"], datamodule.splits["val"]])
     targets = torch.cat([datamodule.targets["train"], datamodule.targets["val"]])
@@ -113,6 +119,8 @@ def test_echo_noise_is_added_to_the_targets_only():
 
 
 def test_next_step_datasets_are_aligned_with_their_next_item():
-    datamodule = SineDataModule(n_points=400, batch_size=2, seq_length=10)
+    datamodule = SineDataModule(
+        **sine_shape(), n_points=400, val_fraction=0.1, batch_size=2, seq_length=10, eval_burn_in=None, seed=0
+    )
     inputs, targets = datamodule.aligned("val")
     assert torch.equal(targets[:-1], inputs[1:])

@@ -6,11 +6,15 @@ import torch
 
 from seqexp.data.sine import SineDataModule
 from seqexp.module import SequenceLightningModule
+from tests.helpers import sine_shape
 
+# What the models here share (SequenceModel has no defaults): no dropout, torch's initialisation; the
+# encoder options are unused, the inputs being floats.
+PLAIN = {"dropout": 0.0, "encoder": "onehot", "embedding_dim": 64, "remember_bias": None}
 MODELS = {
-    "rnn": {"cell": "torch.nn.RNN", "hidden_size": 6, "num_layers": 1, "nonlinearity": "tanh"},
-    "lstm": {"cell": "torch.nn.LSTM", "hidden_size": 6, "num_layers": 2},
-    "gru": {"cell": "torch.nn.GRU", "hidden_size": 6, "num_layers": 2},
+    "rnn": {"cell": "torch.nn.RNN", "hidden_size": 6, "num_layers": 1, "nonlinearity": "tanh", **PLAIN},
+    "lstm": {"cell": "torch.nn.LSTM", "hidden_size": 6, "num_layers": 2, **PLAIN},
+    "gru": {"cell": "torch.nn.GRU", "hidden_size": 6, "num_layers": 2, **PLAIN},
 }
 
 
@@ -39,7 +43,9 @@ class Recorder:
 
 def fit(model_cfg: dict, max_epochs: int = 2, val_check_interval: float | int = 1.0):
     pl.seed_everything(0, verbose=False)
-    datamodule = SineDataModule(n_points=700, batch_size=3, seq_length=10, val_fraction=0.2)
+    datamodule = SineDataModule(
+        **sine_shape(), n_points=700, val_fraction=0.2, batch_size=3, seq_length=10, eval_burn_in=None, seed=0
+    )
     module = SequenceLightningModule(
         model=model_cfg,
         data={"input_size": 1, "output_size": 1, "tokens": False},
@@ -115,7 +121,9 @@ def test_validation_mid_epoch_leaves_the_training_state_untouched():
 
 def test_clipping_bounds_the_gradient_norm_the_optimizer_sees():
     pl.seed_everything(0, verbose=False)
-    datamodule = SineDataModule(n_points=400, batch_size=2, seq_length=10)
+    datamodule = SineDataModule(
+        **sine_shape(), n_points=400, val_fraction=0.1, batch_size=2, seq_length=10, eval_burn_in=None, seed=0
+    )
     module = SequenceLightningModule(
         model=MODELS["lstm"],
         data={"input_size": 1, "output_size": 1, "tokens": False},

@@ -1,6 +1,8 @@
 """Character vocabulary, contiguous splits and the errors of data=text (in-process; the CLI runs are in
 test_text_cli.py)."""
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -10,12 +12,20 @@ from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 from seqexp.tasks.train import size_advice
 
+# What these tests hold out and how they cut windows, unless one says otherwise (TextDataModule has no
+# defaults of its own).
+SPLITS = dict(val_fraction=0.1, test_fraction=0.0, batch_size=32, seq_length=100, eval_burn_in=None)
+
+
+def text_data(data_dir: Path, path: Path | None, **options: object) -> TextDataModule:
+    return TextDataModule(data_dir=str(data_dir), path=path and str(path), **(SPLITS | options))
+
 
 def test_vocab_of_a_corpus_is_sorted_and_independent_of_text_order(tmp_path):
     vocabs = []
     for name, text in (("a.txt", "hello, world\n"), ("b.txt", "\ndlrow ,olleh")):
         (tmp_path / name).write_text(text, encoding="utf-8")
-        data = TextDataModule(data_dir=str(tmp_path / "data"), path=str(tmp_path / name))
+        data = text_data(tmp_path / "data", tmp_path / name)
         vocabs.append(data.spec.vocab)
     assert vocabs[0] == vocabs[1] == ("\n", " ", ",", "d", "e", "h", "l", "o", "r", "w")
 
@@ -48,9 +58,7 @@ def test_text_datamodule_spec_comes_from_the_file(tmp_path):
     path = tmp_path / "corpus.txt"
     text = "to be or not to be\n" * 200
     path.write_text(text, encoding="utf-8")
-    data = TextDataModule(
-        data_dir=str(tmp_path), path=str(path), val_fraction=0.1, batch_size=4, seq_length=10
-    )
+    data = text_data(tmp_path, path, val_fraction=0.1, batch_size=4, seq_length=10)
     spec = data.spec
     assert spec.tokens and spec.vocab == tuple(sorted(set(text)))
     assert spec.input_size == spec.output_size == len(set(text))
@@ -73,20 +81,20 @@ def test_bad_text_files_are_named(tmp_path, content, expected):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ConfigError, match="data.path=") as error:
-        TextDataModule(data_dir=str(tmp_path / "data"), path=str(path)).setup()
+        text_data(tmp_path / "data", path).setup()
     assert not (tmp_path / "data").exists()  # nothing prepared from a bad file
     assert expected in str(error.value) and str(path) in str(error.value)
 
 
 def test_text_without_a_path_says_how_to_give_one(tmp_path):
     with pytest.raises(ConfigError, match=r"data.path is missing: data=text needs data.path=FILE"):
-        TextDataModule(data_dir=str(tmp_path)).setup()
+        text_data(tmp_path, None).setup()
 
 
 def test_too_short_corpus_says_how_many_characters_are_needed(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("abcdefghij" * 30, encoding="utf-8")  # 270 train characters
-    data = TextDataModule(data_dir=str(tmp_path), path=str(path), batch_size=8, seq_length=50)
+    data = text_data(tmp_path, path, batch_size=8, seq_length=50)
     with pytest.raises(ConfigError) as error:
         data.check_streams(pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False))
     message = str(error.value)

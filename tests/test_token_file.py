@@ -86,7 +86,7 @@ def test_windows_equal_the_in_memory_windows_on_every_rank(tmp_path, name, world
     _, ids = reference(source.read_bytes())
     data = TextDataModule(
         data_dir=str(tmp_path / "data"), path=str(source), val_fraction=0.1, test_fraction=0.05,
-        batch_size=batch_size, seq_length=16,
+        batch_size=batch_size, seq_length=16, eval_burn_in=None,
     )  # fmt: skip
     data.setup()
     expected_splits = contiguous_splits(ids, 0.1, 0.05)
@@ -115,7 +115,10 @@ def mapped_regions(path) -> list[tuple[int, int]]:
 def test_the_splits_are_views_of_the_mapped_token_file(tmp_path):
     source = tmp_path / "corpus.txt"
     source.write_text(CORPORA["cjk-emoji-uint16"], encoding="utf-8")
-    data = TextDataModule(data_dir=str(tmp_path / "data"), path=str(source), batch_size=2, seq_length=8)
+    data = TextDataModule(
+        data_dir=str(tmp_path / "data"), path=str(source), val_fraction=0.1, test_fraction=0.0, batch_size=2,
+        seq_length=8, eval_burn_in=None,
+    )  # fmt: skip
     data.setup()
     token_path, _ = token_paths(source, tmp_path / "data")
     for split in ("train", "val"):

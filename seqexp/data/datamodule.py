@@ -33,8 +33,9 @@ class StreamDataModule(pl.LightningDataModule):
     # Leading windows of each evaluation that only warm up the state when data.eval_burn_in is null.
     default_eval_burn_in = 0
 
-    def __init__(self, batch_size: int, seq_length: int, eval_burn_in: int | None = None) -> None:
-        """``eval_burn_in=None``: :attr:`default_eval_burn_in` where the evaluation splits allow it."""
+    def __init__(self, batch_size: int, seq_length: int, eval_burn_in: int | None) -> None:
+        """``eval_burn_in=None``: :attr:`default_eval_burn_in` where the evaluation splits allow it. No
+        argument of a dataset has a default in Python: its conf/data/<name>.yaml is the one home of each."""
         super().__init__()
         self.batch_size = batch_size
         self.seq_length = seq_length

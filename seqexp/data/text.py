@@ -38,14 +38,17 @@ class TextDataModule(StreamDataModule):
 
     def __init__(
         self,
+        *,
         data_dir: str,
-        path: str | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.0,
-        batch_size: int = 32,
-        seq_length: int = 100,
-        eval_burn_in: int | None = None,
+        path: str | None,
+        val_fraction: float,
+        test_fraction: float,
+        batch_size: int,
+        seq_length: int,
+        eval_burn_in: int | None,
     ) -> None:
+        """The arguments are the keys of conf/_corpus.yaml and conf/data/text.yaml, whose defaults are there
+        and only there."""
         super().__init__(batch_size, seq_length, eval_burn_in)
         self.data_dir = Path(data_dir).expanduser()
         self.path = path

@@ -14,9 +14,9 @@ from seqexp.errors import ConfigError
 
 class TinyShakespeareDataModule(TextDataModule):
     def __init__(
-        self, data_dir: str, url: str, sha256: str, path: str | None = None, **text_options: object
+        self, *, data_dir: str, url: str, sha256: str, path: str | None, **text_options: object
     ) -> None:
-        super().__init__(data_dir, path=path, **text_options)
+        super().__init__(data_dir=data_dir, path=path, **text_options)
         self.cache_path = self.data_dir / "tinyshakespeare" / "input.txt"
         self.url = url
         self.sha256 = sha256.lower()
