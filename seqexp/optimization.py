@@ -100,7 +100,7 @@ class WarmupCosineFactor:
 
 
 def warmup_cosine(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup to optim.lr over ``warmup_steps`` steps (lr/warmup_steps at the first), then cosine
     annealing to ``min_lr_ratio`` × optim.lr over the remaining ``total_steps - warmup_steps``.

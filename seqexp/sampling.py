@@ -28,8 +28,8 @@ def generate(
     model: SequenceModel,
     prime: torch.Tensor,
     length: int,
-    top_k: int | None = None,
-    temperature: float = 1.0,
+    top_k: int | None,
+    temperature: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """``length`` ids that follow the 1-D ids ``prime``, on the device of ``prime``. The caller puts the
@@ -61,9 +61,9 @@ def sample_text(
     vocab: Vocab,
     prime: str,
     length: int,
-    top_k: int | None = None,
-    temperature: float = 1.0,
-    seed: int = 0,
+    top_k: int | None,
+    temperature: float,
+    seed: int,
 ) -> str:
     """``prime`` followed by ``length`` sampled characters; the options are checked by the caller
     (:func:`seqexp.app.config_checks.check_sampling_options`). The model's train/eval mode is restored."""

@@ -25,6 +25,6 @@ def test_piped_stderr_gets_plain_progress_lines_without_carriage_returns(tmp_pat
 
 def test_a_terminal_keeps_lightnings_bar(monkeypatch):
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    assert isinstance(progress_bar(refresh_rate=7), TQDMProgressBar)
+    assert isinstance(progress_bar(refresh_rate=7, interval_s=30.0), TQDMProgressBar)
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
-    assert isinstance(progress_bar(interval_s=5), LogProgress)
+    assert isinstance(progress_bar(refresh_rate=10, interval_s=5), LogProgress)

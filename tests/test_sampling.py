@@ -23,19 +23,23 @@ VOCAB = Vocab("\n !,.?abcdefghijklmnopqrstuvwxyz")
 @pytest.fixture
 def model() -> SequenceModel:
     torch.manual_seed(0)
-    return SequenceModel("torch.nn.LSTM", len(VOCAB), len(VOCAB), tokens=True, hidden_size=32, num_layers=2)
+    return SequenceModel(
+        "torch.nn.LSTM", len(VOCAB), len(VOCAB), tokens=True, hidden_size=32, num_layers=2, dropout=0.0,
+        encoder="onehot", embedding_dim=64, remember_bias=None,
+    )  # fmt: skip
 
 
 def test_same_seed_same_text_other_seed_other_text(model):
-    a = sample_text(model, VOCAB, "the ", 200, top_k=None, seed=0)
-    assert a == sample_text(model, VOCAB, "the ", 200, top_k=None, seed=0)
-    assert a != sample_text(model, VOCAB, "the ", 200, top_k=None, seed=1)
+    a = sample_text(model, VOCAB, "the ", 200, top_k=None, temperature=1.0, seed=0)
+    assert a == sample_text(model, VOCAB, "the ", 200, top_k=None, temperature=1.0, seed=0)
+    assert a != sample_text(model, VOCAB, "the ", 200, top_k=None, temperature=1.0, seed=1)
     assert a.startswith("the ") and len(a) == 204 and set(a) <= set(VOCAB.chars)
 
 
 def test_greedy_follows_the_argmax_step_by_step(model):
-    text = sample_text(model, VOCAB, "hello", 30, top_k=1, seed=0)
-    assert text == sample_text(model, VOCAB, "hello", 30, top_k=1, seed=123)  # no randomness left
+    text = sample_text(model, VOCAB, "hello", 30, top_k=1, temperature=1.0, seed=0)
+    # No randomness left.
+    assert text == sample_text(model, VOCAB, "hello", 30, top_k=1, temperature=1.0, seed=123)
     model.eval()
     ids = VOCAB.encode("hello").tolist()
     for expected in text[5:]:
@@ -53,14 +57,14 @@ def test_top_k_draws_only_among_the_k_likeliest():
 
 
 def test_low_temperature_approaches_greedy(model):
-    greedy = sample_text(model, VOCAB, "so ", 50, top_k=1)
+    greedy = sample_text(model, VOCAB, "so ", 50, top_k=1, temperature=1.0, seed=0)
     assert sample_text(model, VOCAB, "so ", 50, top_k=None, temperature=1e-4, seed=7) == greedy
 
 
 def test_sampling_restores_the_model_mode_and_the_onednn_switch(model):
     model.train()
     enabled = torch.backends.mkldnn.enabled
-    sample_text(model, VOCAB, "a", 5)
+    sample_text(model, VOCAB, "a", 5, top_k=None, temperature=1.0, seed=0)
     assert model.training and torch.backends.mkldnn.enabled == enabled
 
 
@@ -124,7 +128,7 @@ def test_text_sample_callback_logs_text_and_ignores_float_data(model, monkeypatc
     text = SimpleNamespace(spec=DataSpec(len(VOCAB), len(VOCAB), tokens=True, vocab=VOCAB.chars), model=model)
     callback.setup(trainer, text, "fit")
     callback.on_validation_end(trainer, text)
-    expected = sample_text(model, VOCAB, "to be", 40, top_k=3, seed=0)
+    expected = sample_text(model, VOCAB, "to be", 40, top_k=3, temperature=1.0, seed=0)
     assert writer.texts == [("val/sample", "\n".join(f"    {line}" for line in expected.split("\n")), 7)]
 
 

@@ -19,7 +19,7 @@ from seqexp.run_layout import LAST
 
 
 class LatestCheckpoint(pl.Callback):
-    def __init__(self, dirpath: str, every_n_steps: int | None = None, every_n_minutes: float | None = 10.0):
+    def __init__(self, dirpath: str, every_n_steps: int | None, every_n_minutes: float | None):
         self.path = Path(dirpath) / LAST
         self.every_n_steps = every_n_steps
         self.every_n_seconds = None if every_n_minutes is None else every_n_minutes * 60

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 
 
-def progress_bar(refresh_rate: int = 10, interval_s: float = 30.0) -> ProgressBar:
+def progress_bar(refresh_rate: int, interval_s: float) -> ProgressBar:
     """Lightning's bar (refreshed every ``refresh_rate`` steps) at a terminal, else :class:`LogProgress`."""
     if sys.stderr.isatty():
         return TQDMProgressBar(refresh_rate=refresh_rate)
@@ -32,7 +32,7 @@ class LogProgress(ProgressBar):
     """``step 200/600 (33%)  loss 1.92  tokens/s 41,200  elapsed 0:16  ETA 0:32`` on stderr every
     ``interval_s`` seconds of training, and the validation metrics after each validation."""
 
-    def __init__(self, interval_s: float = 30.0) -> None:
+    def __init__(self, interval_s: float) -> None:
         super().__init__()
         self.interval_s = interval_s
         self._enabled = True
