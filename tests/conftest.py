@@ -1,13 +1,13 @@
-"""Shared fixtures: the project's scripts run as real subprocesses on tiny sine data."""
+"""Shared fixtures: the project's scripts run as real processes on tiny sine data."""
 
 import subprocess
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, read_events, script_env
+from tests import warm_start
+from tests.helpers import REPO, read_events
 
 RunScript = Callable[..., subprocess.CompletedProcess]
 
@@ -27,20 +27,20 @@ def tiny_sine() -> list[str]:
 @pytest.fixture
 def run_script(tmp_path: Path) -> RunScript:
     """``run_script("train.py", *args)``: the script under this interpreter, run as a user would, in
-    ``tmp_path`` (so anything written outside the folders the test names shows up there)."""
-    env = script_env()
+    ``tmp_path`` (so anything written outside the folders the test names shows up there). The process
+    is a fork of the session's zygote (tests/warm_start.py), which has the imports done already."""
 
     def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(REPO / "scripts" / script), *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return warm_start.run([REPO / "scripts" / script, *args], cwd=tmp_path, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zygote() -> Iterator[None]:
+    """The zygote of tests/warm_start.py ends with the session (it starts on first use)."""
+    yield
+    warm_start.ZYGOTE.stop()
 
 
 @pytest.fixture

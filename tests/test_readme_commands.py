@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import warm_start
 from tests.helpers import REPO, grammar_corpus, hydra_job_config, script_env
 
 # Appended to each command of a script: a few steps, a few windows, short samples, few trials.
@@ -124,10 +125,7 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def run(folder: Path, script: str, args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / script), *args],
-        cwd=folder, env=script_env(), capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+    return warm_start.run([REPO / "scripts" / script, *args], cwd=folder, timeout=timeout)
 
 
 def budget(script: str, args: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from seqexp.app.run_status import read_status
+from tests import warm_start
 from tests.helpers import REPO, assert_user_error, grammar_corpus, read_events, script_env
 
 TRAIN = REPO / "scripts" / "train.py"
@@ -46,7 +47,7 @@ LAYOUT_TAG = "custom_scalars__config__"
 class Launched:
     """A training process started in a session of its own (its DDP ranks and joblib workers too)."""
 
-    process: subprocess.Popen
+    process: "subprocess.Popen | warm_start.WarmProcess"
     log: Path
 
     def output(self) -> str:
@@ -63,15 +64,15 @@ Launch = Callable[..., Launched]
 def launch(tmp_path: Path) -> Iterator[Launch]:
     """``launch(*overrides, env=..., cwd=...)`` starts scripts/train.py; whatever of its process group is
     still alive when the test ends is killed (a failed test leaves no training behind)."""
-    started: list[subprocess.Popen] = []
+    started: list[subprocess.Popen | warm_start.WarmProcess] = []
 
     def start(*overrides: str, env: dict[str, str] | None = None, cwd: Path = tmp_path) -> Launched:
         log = tmp_path / f"train-{len(started)}.log"
         with log.open("w") as out:
-            process = subprocess.Popen(
-                [sys.executable, str(TRAIN), *overrides],
+            process = warm_start.popen(
+                [TRAIN, *overrides],
                 cwd=cwd,
-                env=env or script_env(),
+                env=env,
                 stdout=out,  # a file, not a pipe nobody reads while the run goes on
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -88,14 +89,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
 
 
 def run_train(*overrides: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(TRAIN), *overrides],
-        cwd=cwd,
-        env=env or script_env(),
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
+    return warm_start.run([TRAIN, *overrides], cwd=cwd, env=env, timeout=WAIT_S)
 
 
 def wait_for(condition: Callable[[], bool], run: Launched, what: str) -> None:
@@ -392,20 +386,9 @@ def finished_runs(tmp_path_factory) -> dict[str, Path]:
     """Two short finished runs, an RNN and a GRU, each in a folder of its own (started together)."""
     root = tmp_path_factory.mktemp("finished")
     runs = {cell: root / cell for cell in ("rnn", "gru")}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(TRAIN), *TINY, f"model={cell}", f"hydra.run.dir={folder}"],
-            cwd=root,
-            env=script_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for cell, folder in runs.items()
-    ]
-    for process in processes:
-        _, stderr = process.communicate(timeout=WAIT_S)
-        assert process.returncode == 0, stderr[-3000:]
+    commands = [[TRAIN, *TINY, f"model={cell}", f"hydra.run.dir={folder}"] for cell, folder in runs.items()]
+    for result in warm_start.run_together(commands, cwd=root, timeout=WAIT_S):
+        assert result.returncode == 0, result.stderr[-3000:]
     return runs
 
 

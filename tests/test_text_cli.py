@@ -1,8 +1,7 @@
 """The text workflow through the real scripts: train a char model, sample from its checkpoint, and every
 bad input ending as one `error: ...` line, exit status 2 and no traceback.
 
-Each group of subprocesses is started at once and awaited together, so the suite pays for importing
-torch and Lightning about once per group rather than once per case.
+Each group of processes is started at once and awaited together.
 """
 
 import functools
@@ -11,7 +10,6 @@ import http.server
 import math
 import shutil
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,36 +18,16 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import REPO, WORDS, assert_user_error, grammar_corpus, script_env, unigram_entropy_nats
+from tests import warm_start
+from tests.helpers import REPO, WORDS, assert_user_error, grammar_corpus, unigram_entropy_nats
 
 TIMEOUT_S = 240
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run_together(commands: dict[str, list[str]]) -> dict[str, Result]:
+def run_together(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
     """Run ``{name: [script, *overrides]}`` concurrently from the repository root."""
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, *command],
-            cwd=REPO,
-            env=script_env(),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for name, command in commands.items()
-    }
-    results = {}
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-        results[name] = Result(process.returncode, stdout, stderr)
-    return results
+    results = warm_start.run_together(list(commands.values()), cwd=REPO, timeout=TIMEOUT_S)
+    return dict(zip(commands, results, strict=True))
 
 
 # -- train, then sample from the checkpoint -------------------------------------------------------------
@@ -60,7 +38,7 @@ class TrainedRun:
     corpus: str
     run_dir: Path
     checkpoint: Path
-    result: Result
+    result: subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="module")
