@@ -118,7 +118,7 @@ def test_text_sample_callback_logs_text_and_ignores_float_data(model, monkeypatc
     writer = Recorder()
     monkeypatch.setattr(text_sample, "tensorboard_writer", lambda trainer: writer)
     trainer = SimpleNamespace(sanity_checking=False, global_step=7, state=SimpleNamespace(fn=None))
-    callback = TextSample(prime="to be", length=40, top_k=3, seed=0)
+    callback = TextSample(prime="to be", length=40, top_k=3, temperature=1.0, seed=0)
 
     sine = SimpleNamespace(spec=DataSpec(input_size=1, output_size=1, tokens=False))
     callback.setup(trainer, sine, "fit")
@@ -133,7 +133,7 @@ def test_text_sample_callback_logs_text_and_ignores_float_data(model, monkeypatc
 
 
 def test_text_sample_callback_refuses_a_prime_the_corpus_cannot_encode():
-    callback = TextSample(prime="The")
+    callback = TextSample(prime="The", length=300, top_k=5, temperature=1.0, seed=0)
     module = SimpleNamespace(spec=DataSpec(len(VOCAB), len(VOCAB), tokens=True, vocab=VOCAB.chars))
     with pytest.raises(
         ConfigError, match=r"callbacks.text_sample.prime='The' has characters outside .*: 'T'"

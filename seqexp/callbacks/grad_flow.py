@@ -32,9 +32,7 @@ class GradientFlow(PeriodicDiagnostic):
 
     key = "callbacks.grad_flow."  # where conf/callbacks/default.yaml puts this callback, for messages
 
-    def __init__(
-        self, every: int = 10, length: int | None = None, length_factor: int = 4, rows: int = 8
-    ) -> None:
+    def __init__(self, every: int, length: int | None, length_factor: int, rows: int) -> None:
         super().__init__(every)
         for name, value in (("length_factor", length_factor), ("rows", rows)):
             if value < 1:

@@ -27,7 +27,7 @@ class SeriesFitPlot(PeriodicDiagnostic):
 
     key = "callbacks.sine_fit."  # its key in conf/callbacks/default.yaml, for messages; users type it
 
-    def __init__(self, n_points: int = 120, warm_up: int = 40, horizon: int = 100, every: int = 1) -> None:
+    def __init__(self, n_points: int, warm_up: int, horizon: int, every: int) -> None:
         super().__init__(every)
         for name, value in (("n_points", n_points), ("warm_up", warm_up), ("horizon", horizon)):
             if value < 1:

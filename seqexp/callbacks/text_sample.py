@@ -16,18 +16,19 @@ class TextSample(pl.Callback):
     """Logs ``val/sample``: ``prime`` and ``length`` characters sampled after it; nothing for float data.
 
     The prime and seed stay fixed, so the samples of successive validations show what training changed.
-    ``prime=None`` (the default) primes with :data:`DEFAULT_PRIME` where the corpus has its characters,
-    else with the first characters of the held-out text, and says so in one log line: the sample is a
-    nicety that must not stop training on Greek, code or DNA. A prime the user gave is checked instead.
+    ``prime=None`` (conf/callbacks/default.yaml's) primes with :data:`DEFAULT_PRIME` where the corpus has
+    its characters, else with the first characters of the held-out text, and says so in one log line: the
+    sample is a nicety that must not stop training on Greek, code or DNA. A prime the user gave is checked
+    instead.
     """
 
     def __init__(
         self,
-        prime: str | None = None,
-        length: int = 300,
-        top_k: int | None = 5,
-        temperature: float = 1.0,
-        seed: int = 0,
+        prime: str | None,
+        length: int,
+        top_k: int | None,
+        temperature: float,
+        seed: int,
     ) -> None:
         self.prime = None if prime is None else as_text(prime)  # Hydra reads prime=123 as a number
         check_sampling_options(self.prime or DEFAULT_PRIME, length, top_k, temperature, prefix=KEY)
