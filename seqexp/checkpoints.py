@@ -16,28 +16,10 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from seqexp.data.files import existing_file
 from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError, first_line
 from seqexp.models.sequence_model import SequenceModel, build_model
-from seqexp.run_layout import BEST, CHECKPOINT_DIR, LAST
-
-EXPECTED = (
-    f"a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/{CHECKPOINT_DIR}/{LAST}"
-)
-
-
-def checkpoint_file(path: str | Path, key: str = "ckpt") -> Path:
-    """The checkpoint file ``path`` names: the file itself, or ``checkpoints/last.ckpt`` of a run folder."""
-    candidate = Path(path).expanduser()
-    if candidate.is_dir():
-        last = candidate / CHECKPOINT_DIR / LAST
-        if not last.is_file():
-            raise ConfigError(
-                f"{key}={str(path)!r} is a folder with no {CHECKPOINT_DIR}/{LAST}: give {EXPECTED}"
-            )
-        return last
-    return existing_file(str(path), key, EXPECTED)
+from seqexp.run_layout import BEST, checkpoint_file
 
 
 def read_checkpoint(

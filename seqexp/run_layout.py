@@ -1,10 +1,14 @@
-"""The names inside a run's folder (docs/design.md §6), in one torch-free place for every reader.
+"""The names inside a run's folder (docs/design.md §6), and the checkpoint a path names, in one torch-free
+place for every reader (so that a mistyped ``resume=`` or ``ckpt=`` is answered before torch loads).
 
 The YAML cannot import them, so conf/logger/tensorboard.yaml (``name: tensorboard``) and
 conf/callbacks/default.yaml (the checkpoints' ``dirpath`` and ``filename``) spell theirs out again.
 """
 
 from pathlib import Path
+
+from seqexp.data.files import existing_file
+from seqexp.errors import ConfigError
 
 HYDRA_DIR = ".hydra"  # Hydra's record of how the run was started
 SAVED_CONFIG = Path(HYDRA_DIR) / "config.yaml"  # the composed config
@@ -17,3 +21,20 @@ EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's own names, in TENSORBOARD
 GRAD_FLOW_FILE = "grad_flow.json"  # in TENSORBOARD_DIR: the last gradient-flow curve, for the report
 STATUS_FILE = "status.json"
 OWNER = ".owner"  # created by the run that owns the folder
+
+EXPECTED = (
+    f"a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/{CHECKPOINT_DIR}/{LAST}"
+)
+
+
+def checkpoint_file(path: str | Path, key: str = "ckpt") -> Path:
+    """The checkpoint file ``path`` names: the file itself, or ``checkpoints/last.ckpt`` of a run folder."""
+    candidate = Path(path).expanduser()
+    if candidate.is_dir():
+        last = candidate / CHECKPOINT_DIR / LAST
+        if not last.is_file():
+            raise ConfigError(
+                f"{key}={str(path)!r} is a folder with no {CHECKPOINT_DIR}/{LAST}: give {EXPECTED}"
+            )
+        return last
+    return existing_file(str(path), key, EXPECTED)

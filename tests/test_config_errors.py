@@ -119,6 +119,7 @@ REFUSED_BEFORE_TORCH = [
     ("clip=0", "clip=0 is invalid"),
     ("trainer.precision=bogus", "trainer.precision='bogus' is invalid"),
     ("data.seq_length=0", "data.seq_length=0 is invalid"),
+    ("resume=nowhere", "resume='nowhere' does not exist"),
 ]
 
 
@@ -128,7 +129,15 @@ REFUSED_BEFORE_TORCH = [
 def test_a_value_the_config_alone_refuses_is_answered_before_torch_is_imported(tmp_path, override, message):
     train = str(REPO / "scripts" / "train.py")
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", train, override, "hydra.run.dir=run"],
+        # (resume= takes no run folder: it continues the one it names)
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            train,
+            override,
+            *(["hydra.run.dir=run"] * ("resume" not in override)),
+        ],
         cwd=tmp_path,
         env=script_env(),
         capture_output=True,

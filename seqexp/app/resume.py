@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.run_status import read_status
 from seqexp.errors import ConfigError, first_line
-from seqexp.run_layout import CHECKPOINT_DIR, LAST, SAVED_CONFIG, STATUS_FILE
+from seqexp.run_layout import CHECKPOINT_DIR, LAST, SAVED_CONFIG, STATUS_FILE, checkpoint_file
 
 # What a resumed run may change: how long it goes on, how often it saves, how it shows progress.
 EXTENDABLE = (
@@ -79,8 +79,6 @@ def resume_arguments(argv: list[str]) -> list[str]:
 
 def locate_run(path: str) -> tuple[Path, Path]:
     """``(run folder, checkpoint)`` for a run folder (its last.ckpt) or a checkpoint file inside one."""
-    from seqexp.checkpoints import checkpoint_file
-
     checkpoint = checkpoint_file(path, "resume")
     run_dir = checkpoint.parent.parent
     if checkpoint.parent.name != CHECKPOINT_DIR or not (run_dir / SAVED_CONFIG).is_file():

@@ -17,9 +17,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqexp.app.devices import choose_device
-from seqexp.checkpoints import checkpoint_file, model_from_checkpoint, read_checkpoint, require_finite_weights
+from seqexp.checkpoints import model_from_checkpoint, read_checkpoint, require_finite_weights
 from seqexp.errors import ConfigError
-from seqexp.run_layout import CHECKPOINT_DIR, SAVED_CONFIG
+from seqexp.run_layout import CHECKPOINT_DIR, SAVED_CONFIG, checkpoint_file
 
 SPLITS = ("val", "test")
 
