@@ -41,7 +41,7 @@ def test_eval_reproduces_the_runs_val_loss_and_scores_another_corpus(tmp_path, t
     assert json.loads((tmp_path / "other.json").read_text())["loss"] < metrics["loss"] * 1.2
 
 
-@pytest.mark.slow  # six processes: about 30 s on 2 shared cores
+@pytest.mark.slow  # seven processes
 def test_eval_refusals_are_one_line(tmp_path, trained_text_run, run_script):
     unknown = tmp_path / "greek.txt"
     unknown.write_text("λόγος " * 500, encoding="utf-8")
@@ -50,6 +50,7 @@ def test_eval_refusals_are_one_line(tmp_path, trained_text_run, run_script):
         (["split=test"], "the data has no test split; hold one out with +data.test_fraction=0.1"),
         (["split=train"], "split='train' is invalid: it must be one of val, test"),
         ([f"out={tmp_path}"], "must be a file in an existing folder"),
+        (["+data.val_fraction=1.5"], "data.val_fraction=1.5 is invalid"),
     ]
     for overrides, message in cases:
         assert_user_error(run_script("eval.py", f"ckpt={trained_text_run}", *overrides), message)

@@ -16,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seqexp.app.config_checks import check_data_config
 from seqexp.app.devices import choose_device
 from seqexp.checkpoints import model_from_checkpoint, read_checkpoint, require_finite_weights
 from seqexp.errors import ConfigError
@@ -57,6 +58,7 @@ def data_config(cfg: DictConfig, run: DictConfig | None) -> DictConfig:
     if "paths" not in root or "_target_" in chosen:
         root["paths"] = OmegaConf.to_container(cfg.paths, resolve=False)
     OmegaConf.update(root, "data", chosen, merge="_target_" not in chosen)
+    check_data_config(root.data)  # a +data.KEY=... of eval's is checked as train checks the run's
     return root.data
 
 
