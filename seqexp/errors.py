@@ -1,12 +1,36 @@
-"""The one exception type for user mistakes, and how to find and describe one.
+"""The one exception type for user mistakes, and how to find, judge and describe one.
 
 Anything raised as ``ConfigError`` is the user's to fix (a bad value, a missing file); the entry points
 print its message as one line and exit non-zero instead of showing a traceback.
 """
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 
 class ConfigError(ValueError):
     """A user-facing mistake: the message names the bad value and what would be valid."""
+
+
+def is_int(value: Any) -> bool:
+    """An integer, and not a bool (which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def require(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+    """ConfigError ``key=value is invalid: it must be <allowed>`` unless ``ok(value)``."""
+    if not ok(value):
+        raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}")
+
+
+def one_of(key: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is invalid: it must be one of {', '.join(choices)}")
 
 
 def user_error(error: BaseException) -> ConfigError | None:

@@ -66,7 +66,7 @@ def sample_text(
     seed: int,
 ) -> str:
     """``prime`` followed by ``length`` sampled characters; the options are checked by the caller
-    (:func:`seqexp.app.config_checks.check_sampling_options`). The model's train/eval mode is restored."""
+    (:func:`seqexp.sampling_options.check_sampling_options`). The model's train/eval mode is restored."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     with evaluating(model):

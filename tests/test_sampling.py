@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from seqexp.app.config_checks import check_sampling_options
 from seqexp.app.devices import choose_device
 from seqexp.callbacks import text_sample
 from seqexp.callbacks.text_sample import TextSample
@@ -15,6 +14,7 @@ from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 from seqexp.models.sequence_model import SequenceModel
 from seqexp.sampling import next_token, sample_text
+from seqexp.sampling_options import check_sampling_options
 from seqexp.tasks.sample import load_text_model
 
 VOCAB = Vocab("\n !,.?abcdefghijklmnopqrstuvwxyz")

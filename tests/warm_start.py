@@ -5,7 +5,7 @@ an exit status, a signal, stdout and stderr as a user sees them. Most of such a 
 2-core machine is importing torch, Lightning and Hydra (3-5 s). So one *zygote* process per test session
 imports them once and forks a child for each run: the child is a real process with its own pid, exit
 status, working folder, environment, standard streams and session, and it runs the script from its
-first line as ``python scripts/X.py`` would (``__name__ == "__main__"``, ``sys.argv``, ``sys.path[0]``).
+first line as ``python scripts/<name>.py`` would (``__name__ == "__main__"``, ``sys.argv``, ``sys.path[0]``).
 What a fork cannot give it, the imports' reading of the environment (``OMP_NUM_THREADS``), is the same
 for every run here (tests.helpers.script_env); a run whose environment changes that goes cold.
 

@@ -13,13 +13,9 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from seqexp.errors import ConfigError
+from seqexp.errors import ConfigError, is_int
 
 _UNKNOWN = None  # a hint this module cannot judge
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def matches(value: Any, hint: Any) -> bool | None:
@@ -31,7 +27,7 @@ def matches(value: Any, hint: Any) -> bool | None:
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
-        return _is_int(value)
+        return is_int(value)
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is str:

@@ -4,13 +4,13 @@ They run before the heavy imports, so a mistyped value is reported in about a se
 names the key, the bad value and what is allowed.
 """
 
-from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from seqexp.errors import ConfigError, first_line
+from seqexp.errors import ConfigError, first_line, is_int, is_number, one_of, require
+from seqexp.sampling_options import as_text, check_sampling_options
 
 CLIP_ALGORITHMS = ("norm", "value")
 # What a conf/scheduler/*.yaml may tell Lightning about stepping its scheduler (see seqexp/optimization.py).
@@ -28,27 +28,8 @@ TRAINER_PRECISIONS = (
 )  # fmt: skip
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _is_seed(value: Any) -> bool:
-    return _is_int(value) and 0 <= value < 2**32  # numpy's range, which Lightning seeds as well
-
-
-def _require(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
-    if not ok(value):
-        raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}")
-
-
-def _one_of(key: str, value: Any, choices: Iterable[str]) -> None:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is invalid: it must be one of {', '.join(choices)}")
+    return is_int(value) and 0 <= value < 2**32  # numpy's range, which Lightning seeds as well
 
 
 def check_train_config(cfg: DictConfig) -> None:
@@ -59,134 +40,89 @@ def check_train_config(cfg: DictConfig) -> None:
     except Exception as error:  # any resolution failure is the configuration's, not ours
         raise ConfigError(f"the configuration does not resolve: {first_line(error)}") from None
 
-    _require("clip", cfg.clip, lambda v: v is None or (_is_number(v) and v > 0), "a number > 0, or null")
-    _one_of("clip_algorithm", cfg.clip_algorithm, CLIP_ALGORITHMS)
-    _require("seq_length", cfg.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _require("seed", cfg.seed, _is_seed, "an integer from 0 to 2**32 - 1")
-    _require(
+    require("clip", cfg.clip, lambda v: v is None or (is_number(v) and v > 0), "a number > 0, or null")
+    one_of("clip_algorithm", cfg.clip_algorithm, CLIP_ALGORITHMS)
+    require("seq_length", cfg.seq_length, lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require("seed", cfg.seed, _is_seed, "an integer from 0 to 2**32 - 1")
+    require(
         "threads",
         cfg.get("threads"),
-        lambda v: v is None or (_is_int(v) and v >= 1),
+        lambda v: v is None or (is_int(v) and v >= 1),
         "an integer >= 1, or null",
     )
-    _require("compile", cfg.compile, lambda v: isinstance(v, bool), "true or false")
-    _require(
+    require("compile", cfg.compile, lambda v: isinstance(v, bool), "true or false")
+    require(
         "reuse_freed_memory",
         cfg.get("reuse_freed_memory", True),
         lambda v: isinstance(v, bool),
         "true or false",
     )
-    _require(
+    require(
         "save_every_steps",
         cfg.save_every_steps,
-        lambda v: v is None or (_is_int(v) and v >= 1),
+        lambda v: v is None or (is_int(v) and v >= 1),
         "an integer >= 1, or null",
     )
-    _require(
+    require(
         "save_every_minutes",
         cfg.save_every_minutes,
-        lambda v: v is None or (_is_number(v) and v > 0),
+        lambda v: v is None or (is_number(v) and v > 0),
         "a number > 0, or null",
     )
-    _require(
+    require(
         "divergence_factor",
         cfg.divergence_factor,
-        lambda v: v is None or (_is_number(v) and v > 1),
+        lambda v: v is None or (is_number(v) and v > 1),
         "a number > 1, or null",
     )
 
     check_data_config(cfg.data)
 
     model = cfg.model
-    _require("model.hidden_size", model.hidden_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    _require(
-        "model.num_layers", model.num_layers, lambda v: _is_int(v) and 1 <= v <= MAX_LAYERS,
+    require("model.hidden_size", model.hidden_size, lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require(
+        "model.num_layers", model.num_layers, lambda v: is_int(v) and 1 <= v <= MAX_LAYERS,
         f"an integer between 1 and {MAX_LAYERS}",
     )  # fmt: skip
     if "embedding_dim" in model:
-        _require(
-            "model.embedding_dim", model.embedding_dim, lambda v: _is_int(v) and v >= 1, "an integer >= 1"
-        )
-    _require("model.dropout", model.dropout, lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)")
+        require("model.embedding_dim", model.embedding_dim, lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require("model.dropout", model.dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")
 
     # The keys every optimizer and scheduler shares; the options of one class are its constructor's to
     # judge (seqexp.optimization.check_optimization calls it before training).
     optim = cfg.optim
-    _require("optim.lr", optim.get("lr"), lambda v: _is_number(v) and v > 0, "a number > 0")
+    require("optim.lr", optim.get("lr"), lambda v: is_number(v) and v > 0, "a number > 0")
     if "weight_decay" in optim:
         decay = optim.weight_decay
-        _require("optim.weight_decay", decay, lambda v: _is_number(v) and v >= 0, "a number >= 0")
+        require("optim.weight_decay", decay, lambda v: is_number(v) and v >= 0, "a number >= 0")
     lightning = cfg.scheduler.get("lightning") or {}
     for key in lightning:
-        _one_of("scheduler.lightning key", key, LIGHTNING_SCHEDULER_KEYS)
+        one_of("scheduler.lightning key", key, LIGHTNING_SCHEDULER_KEYS)
     if "interval" in lightning:
-        _one_of("scheduler.lightning.interval", lightning.interval, SCHEDULER_INTERVALS)
+        one_of("scheduler.lightning.interval", lightning.interval, SCHEDULER_INTERVALS)
     check_trainer_config(cfg.trainer)
 
 
 def check_data_config(data: DictConfig) -> None:
     """Raise ConfigError for a value that every dataset takes (StreamDataModule's arguments and the split
     fractions); the options of one dataset are its constructor's to judge."""
-    _require("data.batch_size", data.batch_size, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    require("data.batch_size", data.batch_size, lambda v: is_int(v) and v >= 1, "an integer >= 1")
     if "seq_length" in data:  # ${seq_length} unless a preset or the command line sets it apart
-        _require("data.seq_length", data.seq_length, lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+        require("data.seq_length", data.seq_length, lambda v: is_int(v) and v >= 1, "an integer >= 1")
     if "eval_burn_in" in data:
-        _require(
+        require(
             "data.eval_burn_in",
             data.eval_burn_in,
-            lambda v: v is None or (_is_int(v) and v >= 0),
+            lambda v: v is None or (is_int(v) and v >= 0),
             "an integer >= 0, or null",
         )
     for key in ("val_fraction", "test_fraction"):
         if key in data and not (key == "test_fraction" and data[key] == 0):
-            _require(f"data.{key}", data[key], lambda v: _is_number(v) and 0 < v < 1, "between 0 and 1")
+            require(f"data.{key}", data[key], lambda v: is_number(v) and 0 < v < 1, "between 0 and 1")
     held_out = data.get("val_fraction", 0) + data.get("test_fraction", 0)
     if held_out >= 1:
         raise ConfigError(
             f"data.val_fraction + data.test_fraction = {held_out:g} leaves no training data: keep it below 1"
-        )
-
-
-def as_text(value: Any) -> Any:
-    """Hydra reads ``prime=123`` as a number; a prime is text. Other values pass through to be checked."""
-    return str(value) if _is_number(value) else value
-
-
-def check_sampling_options(
-    prime: Any,
-    length: Any,
-    top_k: Any,
-    temperature: Any,
-    vocab: Sequence[str] | None = None,
-    prefix: str = "",
-) -> None:
-    """Raise ConfigError for the first invalid sampling option (keys named ``<prefix>prime`` etc.).
-
-    The checks that need the model's vocabulary (top_k at most its size, the prime's characters in it)
-    run only when ``vocab`` is given.
-    """
-    _require(f"{prefix}prime", prime, lambda v: isinstance(v, str) and v != "", "a non-empty string")
-    _require(f"{prefix}length", length, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
-    _require(f"{prefix}temperature", temperature, lambda v: _is_number(v) and v > 0, "a number > 0")
-    _require(
-        f"{prefix}top_k",
-        top_k,
-        lambda v: v is None or (_is_int(v) and v >= 1),
-        "an integer >= 1 (1 is greedy), or null for the whole vocabulary",
-    )
-    if vocab is None:
-        return
-    if top_k is not None and top_k > len(vocab):
-        raise ConfigError(
-            f"{prefix}top_k={top_k} is invalid: the vocabulary has {len(vocab)} characters, so it must be "
-            f"between 1 and {len(vocab)} (or null for all of them)"
-        )
-    known = set(vocab)
-    unknown = [c for c in dict.fromkeys(prime) if c not in known]
-    if unknown:
-        raise ConfigError(
-            f"{prefix}prime={prime!r} has characters outside the model's vocabulary: "
-            f"{', '.join(map(repr, unknown))}; the vocabulary is {''.join(vocab)!r}"
         )
 
 
@@ -195,7 +131,7 @@ def check_sample_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
         raise ConfigError("ckpt is missing: pass ckpt=PATH, a checkpoint written by scripts/train.py")
     check_sampling_options(as_text(cfg.prime), cfg.length, cfg.top_k, cfg.temperature)
-    _require("seed", cfg.seed, _is_int, "an integer")
+    require("seed", cfg.seed, is_int, "an integer")
     if cfg.out:
         out = Path(str(cfg.out)).expanduser()
         if out.is_dir():
@@ -216,7 +152,7 @@ def _positive_limit(value: Any) -> bool:
     """A Trainer limit as Lightning reads it: a fraction in (0, 1] or a number of batches >= 1."""
     if isinstance(value, float):
         return 0 < value <= 1
-    return _is_int(value) and value >= 1
+    return is_int(value) and value >= 1
 
 
 def check_trainer_config(trainer: DictConfig) -> None:
@@ -226,22 +162,22 @@ def check_trainer_config(trainer: DictConfig) -> None:
     Only these values are checked here; the Trainer judges the rest itself after the heavy imports (its
     refusal becomes one line, see seqexp.tasks.train.build).
     """
-    _require(
+    require(
         "trainer.precision",
         trainer.get("precision"),
         lambda v: v is None or any(v == p and type(v) is type(p) for p in TRAINER_PRECISIONS),
         f"one of {', '.join(dict.fromkeys(map(str, TRAINER_PRECISIONS)))}, or null",
     )
     epochs = trainer.get("max_epochs")
-    _require(
-        "trainer.max_epochs", epochs, lambda v: v is None or v == -1 or (_is_int(v) and v >= 1),
+    require(
+        "trainer.max_epochs", epochs, lambda v: v is None or v == -1 or (is_int(v) and v >= 1),
         "an integer >= 1, -1 (no limit, with trainer.max_steps) or null",
     )  # fmt: skip
     steps = trainer.get("max_steps", -1)
-    _require(
+    require(
         "trainer.max_steps",
         steps,
-        lambda v: _is_int(v) and (v == -1 or v >= 1),
+        lambda v: is_int(v) and (v == -1 or v >= 1),
         "an integer >= 1, or -1 (no limit)",
     )
     if epochs == -1 and steps == -1:
@@ -250,7 +186,7 @@ def check_trainer_config(trainer: DictConfig) -> None:
         )
     for key in ("limit_train_batches", "val_check_interval"):
         if key in trainer:
-            _require(
+            require(
                 f"trainer.{key}",
                 trainer[key],
                 _positive_limit,
@@ -258,14 +194,14 @@ def check_trainer_config(trainer: DictConfig) -> None:
             )
     for key in ("log_every_n_steps", "num_nodes", "accumulate_grad_batches"):
         if key in trainer:
-            _require(f"trainer.{key}", trainer[key], lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+            require(f"trainer.{key}", trainer[key], lambda v: is_int(v) and v >= 1, "an integer >= 1")
     if trainer.get("check_val_every_n_epoch") is not None:
-        _require(
+        require(
             "trainer.check_val_every_n_epoch", trainer.check_val_every_n_epoch,
-            lambda v: _is_int(v) and v >= 1, "an integer >= 1, or null",
+            lambda v: is_int(v) and v >= 1, "an integer >= 1, or null",
         )  # fmt: skip
     devices = trainer.get("devices", "auto")
-    _require(
-        "trainer.devices", devices, lambda v: not _is_int(v) or v >= 1 or v == -1,
+    require(
+        "trainer.devices", devices, lambda v: not is_int(v) or v >= 1 or v == -1,
         "a number of devices >= 1, -1 (all of them), 'auto' or a list of device indices",
     )  # fmt: skip

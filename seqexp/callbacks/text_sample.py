@@ -3,9 +3,9 @@
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from seqexp.app.config_checks import as_text, check_sampling_options
 from seqexp.data.vocab import Vocab
 from seqexp.sampling import sample_text
+from seqexp.sampling_options import as_text, check_sampling_options
 from seqexp.tensorboard_log import tensorboard_writer, validation_log_step
 
 KEY = "callbacks.text_sample."  # where conf/callbacks/default.yaml puts this callback, for messages

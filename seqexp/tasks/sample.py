@@ -6,13 +6,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from seqexp.app.config_checks import as_text, check_sampling_options
 from seqexp.app.devices import choose_device
 from seqexp.checkpoints import model_from_checkpoint, read_checkpoint, require_finite_weights
 from seqexp.data.vocab import Vocab
 from seqexp.errors import ConfigError
 from seqexp.models.sequence_model import SequenceModel
 from seqexp.sampling import sample_text
+from seqexp.sampling_options import as_text, check_sampling_options
 
 
 def load_text_model(path: str, device: torch.device) -> tuple[SequenceModel, Vocab]:
