@@ -39,6 +39,10 @@ def main() -> None:
         tokens=True,
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
+        dropout=0.0,
+        encoder="onehot",
+        embedding_dim=64,  # unused: the inputs are one-hot
+        remember_bias=None,
     )
     model = model.to(device).eval()
     prime = torch.randint(args.vocab, (args.prime_length,), device=device)

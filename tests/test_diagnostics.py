@@ -8,6 +8,13 @@ from seqexp.diagnostics import closed_loop_forecast, gradient_flow, memory_steps
 from seqexp.models.sequence_model import SequenceModel
 
 CELLS = ["torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU", "seqexp.models.peephole.PeepholeLSTM"]
+# What a model here has unless its test says otherwise: one layer, no dropout, torch's initialisation, and
+# one-hot inputs where they are tokens (SequenceModel has no defaults of its own).
+PLAIN = dict(num_layers=1, dropout=0.0, encoder="onehot", embedding_dim=64, remember_bias=None)
+
+
+def model_of(cell: str, size: int = 1, tokens: bool = False, **options) -> SequenceModel:
+    return SequenceModel(cell, size, size, tokens, **(PLAIN | options))
 
 
 def row_losses_at_last_step(model: SequenceModel, encoded: torch.Tensor, y: torch.Tensor, tokens: bool):
@@ -41,7 +48,7 @@ def test_gradient_flow_agrees_with_finite_differences(cell: str, tokens: bool):
     size = 5 if tokens else 2
     # Tokens through an embedding: a float64 encoder (one-hot vectors are float32).
     options = dict(encoder="embedding", embedding_dim=3) if tokens else {}
-    model = SequenceModel(cell, size, size, tokens, hidden_size=6, num_layers=2, **options).double()
+    model = model_of(cell, size, tokens, hidden_size=6, num_layers=2, **options).double()
     if "Peephole" in cell:  # non-zero peepholes, so that their paths are part of what is checked
         for name, parameter in model.core.named_parameters():
             if "peephole" in name:
@@ -57,7 +64,7 @@ def test_gradient_flow_agrees_with_finite_differences(cell: str, tokens: bool):
 
 
 def test_gradient_flow_leaves_the_model_as_it_found_it():
-    model = SequenceModel("torch.nn.GRU", 1, 1, False, hidden_size=4, dropout=0.5).double()
+    model = model_of("torch.nn.GRU", hidden_size=4, dropout=0.5).double()
     before = [p.detach().clone() for p in model.parameters()]
     with torch.inference_mode():  # as during validation
         gradient_flow(
@@ -108,14 +115,14 @@ def test_the_forecast_feeds_back_exactly_what_the_model_predicted():
 @pytest.mark.parametrize("cell", CELLS[1:])
 def test_remember_bias_opens_the_gate_that_keeps_the_state(cell: str):
     torch.manual_seed(0)
-    model = SequenceModel(cell, 1, 1, False, hidden_size=4, num_layers=2, remember_bias=3.0)
+    model = model_of(cell, hidden_size=4, num_layers=2, remember_bias=3.0)
     for name, parameter in model.core.named_parameters():
         if name.startswith("bias_"):
             expected = 3.0 if name.startswith("bias_ih") else 0.0
             assert torch.all(parameter[4:8] == expected), name
     # With the gate open the gradient reaches much further back than with torch's initialisation.
     torch.manual_seed(0)
-    plain = SequenceModel(cell, 1, 1, False, hidden_size=4, num_layers=2)
+    plain = model_of(cell, hidden_size=4, num_layers=2)
     x, y = torch.randn(2, 40, 1), torch.randn(2, 40, 1)
     assert gradient_flow(model, x, y, False)[30] > 10 * gradient_flow(plain, x, y, False)[30]
 
@@ -130,8 +137,8 @@ def test_remember_bias_is_refused_for_a_cell_it_does_not_know():
     with pytest.raises(
         ConfigError, match=r"model.remember_bias=2.0 .*model.cell=tests.test_diagnostics.OtherLSTM"
     ):
-        SequenceModel("tests.test_diagnostics.OtherLSTM", 1, 1, False, hidden_size=4, remember_bias=2.0)
-    rnn = SequenceModel("torch.nn.RNN", 1, 1, False, hidden_size=4, remember_bias=2.0)  # no gate: nothing set
+        model_of("tests.test_diagnostics.OtherLSTM", hidden_size=4, remember_bias=2.0)
+    rnn = model_of("torch.nn.RNN", hidden_size=4, remember_bias=2.0)  # no gate: nothing set
     assert all(p.detach().abs().max() < 1 for name, p in rnn.core.named_parameters() if "bias" in name)
 
 
@@ -140,13 +147,13 @@ def test_remember_bias_by_class_name_gives_each_cell_its_own():
 
     by_cell = {"LSTM": 3.0, "GRU": 1.0}
     for cell, expected in (("torch.nn.LSTM", 3.0), ("torch.nn.GRU", 1.0)):
-        model = SequenceModel(cell, 1, 1, False, hidden_size=4, remember_bias=by_cell)
+        model = model_of(cell, hidden_size=4, remember_bias=by_cell)
         assert torch.all(model.core.bias_ih_l0[4:8] == expected), cell
     # A cell the mapping does not name keeps torch's initialisation.
     torch.manual_seed(0)
-    unnamed = SequenceModel(CELLS[-1], 1, 1, False, hidden_size=4, remember_bias=by_cell)
+    unnamed = model_of(CELLS[-1], hidden_size=4, remember_bias=by_cell)
     torch.manual_seed(0)
-    plain = SequenceModel(CELLS[-1], 1, 1, False, hidden_size=4)
+    plain = model_of(CELLS[-1], hidden_size=4)
     assert all(torch.equal(a, b) for a, b in zip(unnamed.parameters(), plain.parameters(), strict=True))
     with pytest.raises(ConfigError, match=r"model.remember_bias.Lstm=3.0 .* LSTM, GRU, PeepholeLSTM"):
-        SequenceModel("torch.nn.LSTM", 1, 1, False, hidden_size=4, remember_bias={"Lstm": 3.0})
+        model_of("torch.nn.LSTM", hidden_size=4, remember_bias={"Lstm": 3.0})

@@ -129,7 +129,15 @@ GRACE = [1.0] * (GRACE_STEPS - 1)  # steps 1 .. GRACE_STEPS - 1, where only a no
 )
 def test_divergence_rule(losses, blind_guess, factor, stops_at):
     module = SequenceLightningModule(
-        model={"cell": "torch.nn.RNN", "hidden_size": 4},
+        model={
+            "cell": "torch.nn.RNN",
+            "hidden_size": 4,
+            "num_layers": 1,
+            "dropout": 0.0,
+            "encoder": "onehot",
+            "embedding_dim": 64,
+            "remember_bias": None,
+        },
         data={"input_size": 1, "output_size": 1, "tokens": False},
         optim={"lr": 0.01, "weight_decay": 0.0},
         divergence_factor=factor,

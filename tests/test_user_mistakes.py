@@ -92,7 +92,15 @@ def test_sampling_into_a_folder_or_from_nan_weights_is_one_line(tmp_path, run_sc
     from seqexp.module import SequenceLightningModule
 
     module = SequenceLightningModule(
-        model={"cell": "torch.nn.GRU", "hidden_size": 4, "num_layers": 1},
+        model={
+            "cell": "torch.nn.GRU",
+            "hidden_size": 4,
+            "num_layers": 1,
+            "dropout": 0.0,
+            "encoder": "onehot",
+            "embedding_dim": 64,
+            "remember_bias": None,
+        },
         data={"input_size": 3, "output_size": 3, "tokens": True, "vocab": ["a", "b", "c"]},
         optim={"lr": 0.01, "weight_decay": 0.0},
     )

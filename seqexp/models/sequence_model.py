@@ -74,7 +74,9 @@ class SequenceModel(nn.Module):
     """``encoder -> core -> dropout -> head``; ``forward(x, state) -> (output, state)``.
 
     ``x`` is ``(batch, time, input_size)`` floats when ``tokens`` is false, else ``(batch, time)`` ids.
-    Extra keyword arguments go to the cell's constructor (e.g. ``nonlinearity`` for nn.RNN).
+    The keyword arguments are conf/model's keys and have no defaults here: theirs are in conf/_model.yaml
+    and conf/train.yaml, one home each. Extra keyword arguments go to the cell's constructor (e.g.
+    ``nonlinearity`` for nn.RNN).
     ``remember_bias``: the initial bias of the gate that keeps the state (LSTM forget gate, GRU update
     gate; Jozefowicz et al. 2015), so that at the start the state, and the gradient, survive many steps
     rather than halving at each; None keeps torch's initialisation. nn.RNN has no such gate: nothing to set.
@@ -89,12 +91,13 @@ class SequenceModel(nn.Module):
         input_size: int,
         output_size: int,
         tokens: bool,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        encoder: str = "onehot",
-        embedding_dim: int = 64,
-        remember_bias: float | dict[str, float] | None = None,
+        *,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        encoder: str,
+        embedding_dim: int,
+        remember_bias: float | dict[str, float] | None,
         **cell_options: Any,
     ) -> None:
         super().__init__()
