@@ -4,7 +4,6 @@ one folder per run. Resuming and signals are in test_resume.py."""
 
 import math
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +18,8 @@ from seqexp.app.run_status import read_status
 from seqexp.checkpoints import AtomicCheckpointIO, NonFiniteWeights
 from seqexp.errors import ConfigError
 from seqexp.module import GRACE_STEPS, SequenceLightningModule
-from tests.helpers import REPO, assert_user_error, grammar_corpus, read_events, script_env
+from tests import warm_start
+from tests.helpers import REPO, assert_user_error, grammar_corpus, read_events
 
 
 def last_checkpoint(run_dir: Path) -> dict:
@@ -210,13 +210,7 @@ def test_a_kill_during_checkpoint_writes_never_leaves_a_broken_last_checkpoint(t
         "    print(step, flush=True)\n"
     )
     for delay in (0.0, 0.05, 0.11, 0.17):
-        process = subprocess.Popen(
-            [sys.executable, "-c", writer, str(path)],
-            env=script_env(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        process = warm_start.popen(["-c", writer, path], cwd=REPO, stdout=subprocess.PIPE)
         process.stdout.readline()  # one checkpoint is complete; the next write is under way
         time.sleep(delay)
         process.kill()
@@ -259,25 +253,11 @@ def test_generated_folder_names_that_are_taken_move_aside_even_under_a_race(tmp_
 
 
 def test_two_runs_started_together_get_folders_of_their_own(tmp_path, tiny_sine):
-    runs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "scripts" / "train.py"),
-                *tiny_sine,
-                "trainer.max_epochs=1",
-                f"seed={seed}",
-            ],
-            cwd=tmp_path,
-            env=script_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in (1, 2)
+    commands = [
+        [REPO / "scripts" / "train.py", *tiny_sine, "trainer.max_epochs=1", f"seed={s}"] for s in (1, 2)
     ]
-    for run in runs:
-        assert run.wait(timeout=300) == 0, run.stderr.read()[-2000:]
+    for result in warm_start.run_together(commands, cwd=tmp_path, timeout=300):
+        assert result.returncode == 0, result.stderr[-2000:]
     folders = sorted(p.parent for p in (tmp_path / "outputs" / "runs").rglob("status.json"))
     assert sorted(OmegaConf.load(folder / ".hydra" / "config.yaml").seed for folder in folders) == [1, 2]
     for folder in folders:
