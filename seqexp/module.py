@@ -20,10 +20,11 @@ schedule that follows a time budget by callbacks/time_budget.py (docs/design.md 
 """
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import LRSchedulerConfigType, OptimizerLRScheduler
 from torch import nn
 
 from seqexp.data.spec import DataSpec
@@ -115,7 +116,8 @@ class SequenceLightningModule(pl.LightningModule):
     def _is_logging_step(self) -> bool:
         # Lightning writes step metrics every log_every_n_steps steps; a self.log call costs about as much
         # as a small model's whole step, so the steps in between skip it (and the grad norm).
-        return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        # (Lightning's LoggerConnector sets trainer.log_every_n_steps, which Trainer does not declare.)
+        return (self.global_step + 1) % self.trainer.log_every_n_steps == 0  # type: ignore[attr-defined]
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch, batch_idx)
@@ -177,14 +179,15 @@ class SequenceLightningModule(pl.LightningModule):
         self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
 
     # -- optimization ----------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = make_optimizer(self.hparams.optim, self.parameters())
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        optimizer = make_optimizer(self.hparams["optim"], self.parameters())
         lr_scheduler = make_lr_scheduler(
-            self.hparams.scheduler, optimizer, run_steps=lambda: self.trainer.estimated_stepping_batches
+            self.hparams["scheduler"], optimizer, run_steps=lambda: self.trainer.estimated_stepping_batches
         )
         if lr_scheduler is None:
             return {"optimizer": optimizer}
-        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+        # Its keys besides the scheduler come from conf/scheduler's YAML: Lightning checks them itself.
+        return {"optimizer": optimizer, "lr_scheduler": cast(LRSchedulerConfigType, lr_scheduler)}
 
     # -- inference -------------------------------------------------------------------------------
     @torch.no_grad()

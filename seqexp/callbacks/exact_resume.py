@@ -7,12 +7,17 @@ would start afresh. This callback saves them under ``checkpoint["seqexp"]`` and 
 training starts. tasks/train.py adds it to every run: it is how a run keeps its promise to continue.
 """
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import pytorch_lightning as pl
 import torch
 
 from seqexp.models.sequence_model import State, map_state
+
+if TYPE_CHECKING:
+    # The module every run trains. Lightning passes it as a LightningModule, whose attributes it does not
+    # declare (nn.Module types them all as Tensor | Module): the hooks cast it.
+    from seqexp.module import SequenceLightningModule
 
 RESUME_KEY = "seqexp"  # where checkpoints keep the state that Lightning does not
 
@@ -37,27 +42,31 @@ class ExactResume(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # Called on every rank (the gathers are collective); rank 0 writes the file.
+        module = cast("SequenceLightningModule", pl_module)
+
         def gathered(tensor: torch.Tensor) -> torch.Tensor:
             """Every rank's ``tensor`` stacked on a new first dimension (on the CPU)."""
             tensor = tensor.detach()
             if trainer.world_size == 1:
                 return tensor.unsqueeze(0).cpu()
-            return pl_module.all_gather(tensor.to(pl_module.device)).cpu()
+            # all_gather gives back what it was given (a tensor here); Lightning annotates every container.
+            return cast(torch.Tensor, module.all_gather(tensor.to(module.device))).cpu()
 
-        cuda = pl_module.device.type == "cuda"
+        cuda = module.device.type == "cuda"
         checkpoint[RESUME_KEY] = {
             "world_size": trainer.world_size,
             "next_window": trainer.fit_loop.epoch_loop.batch_progress.current.ready,
-            "train_state": map_state(gathered, pl_module.states["train"]),
+            "train_state": map_state(gathered, module.states["train"]),
             "rng": gathered(torch.get_rng_state()),
-            "cuda_rng": gathered(torch.cuda.get_rng_state(pl_module.device)) if cuda else None,
-            "reference_loss": pl_module.reference_loss,
-            "validated_at_step": pl_module.validated_at_step,
+            "cuda_rng": gathered(torch.cuda.get_rng_state(module.device)) if cuda else None,
+            "reference_loss": module.reference_loss,
+            "validated_at_step": module.validated_at_step,
         }
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        module = cast("SequenceLightningModule", pl_module)
         saved = checkpoint.get(RESUME_KEY)
         if saved is None:  # a checkpoint from before resumable ones: weights and optimizer only
             return
@@ -66,11 +75,13 @@ class ExactResume(pl.Callback):
         def mine(state: State) -> State:
             return map_state(lambda stacked: stacked[rank], state)
 
-        pl_module.reference_loss = saved.get("reference_loss")  # (set again from the next loss when absent)
-        pl_module.validated_at_step = saved["validated_at_step"]
-        self._resumed = Resumed(
-            saved["next_window"], mine(saved["train_state"]), mine(saved["rng"]), mine(saved["cuda_rng"])
-        )
+        module.reference_loss = saved.get("reference_loss")  # (set again from the next loss when absent)
+        module.validated_at_step = saved["validated_at_step"]
+        train_state = mine(saved["train_state"])
+        # The generators' states were saved as single tensors (or None), so this rank's rows are too.
+        rng = cast(torch.Tensor | None, mine(saved["rng"]))
+        cuda_rng = cast(torch.Tensor | None, mine(saved["cuda_rng"]))
+        self._resumed = Resumed(saved["next_window"], train_state, rng, cuda_rng)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Restored here rather than at load: the generators after everything that set up the run has
@@ -85,7 +96,8 @@ class ExactResume(pl.Callback):
         if resumed.cuda_rng is not None and pl_module.device.type == "cuda":
             torch.cuda.set_rng_state(resumed.cuda_rng.cpu(), pl_module.device)
         if resumed.train_state is not None and resumed.next_window % trainer.num_training_batches:
-            pl_module.states["train"] = map_state(lambda part: part.to(pl_module.device), resumed.train_state)
+            module = cast("SequenceLightningModule", pl_module)
+            module.states["train"] = map_state(lambda part: part.to(module.device), resumed.train_state)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int

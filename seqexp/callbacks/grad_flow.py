@@ -7,6 +7,7 @@ TensorBoard events, for scripts/report.py to overlay the runs' curves.
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytorch_lightning as pl
 import torch
@@ -19,6 +20,13 @@ from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
 from seqexp.errors import ConfigError
 from seqexp.run_layout import GRAD_FLOW_FILE
 from seqexp.tensorboard_log import validation_log_step
+
+if TYPE_CHECKING:
+    from seqexp.data.datamodule import StreamDataModule
+
+    # The module every run trains. Lightning passes it as a LightningModule, whose attributes it does not
+    # declare (nn.Module types them all as Tensor | Module): the hooks cast it.
+    from seqexp.module import SequenceLightningModule
 
 
 class GradientFlow(PeriodicDiagnostic):
@@ -42,12 +50,12 @@ class GradientFlow(PeriodicDiagnostic):
         self.length, self.length_factor, self.rows = length, length_factor, rows
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
-        datamodule = trainer.datamodule
+        module = cast("SequenceLightningModule", pl_module)
+        # Lightning's DataConnector sets trainer.datamodule, which Trainer does not declare.
+        datamodule = cast("StreamDataModule", trainer.datamodule)  # type: ignore[attr-defined]
         seq_length = datamodule.seq_length
         x, y = self.stretches(datamodule, seq_length)
-        norms = gradient_flow(
-            pl_module.model, x.to(pl_module.device), y.to(pl_module.device), pl_module.spec.tokens
-        )
+        norms = gradient_flow(module.model, x.to(module.device), y.to(module.device), module.spec.tokens)
         norms = norms.cpu()
         memory = memory_steps(norms)
         step = validation_log_step(trainer)
@@ -56,9 +64,7 @@ class GradientFlow(PeriodicDiagnostic):
         curve = {"step": step, "seq_length": seq_length, "memory_steps": memory, "norms": norms.tolist()}
         (Path(writer.log_dir) / GRAD_FLOW_FILE).write_text(json.dumps(curve))
 
-    def stretches(
-        self, datamodule: pl.LightningDataModule, seq_length: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def stretches(self, datamodule: "StreamDataModule", seq_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = datamodule.aligned("val")
         length = self.length or self.length_factor * seq_length
         if length > len(inputs):

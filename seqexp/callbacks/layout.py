@@ -1,15 +1,24 @@
 """TensorBoard's CUSTOM SCALARS tab laid out so that it opens on what matters: train and val loss in
 one chart, then val/bpc and val/ppl (text) or val/mse (a series), then the gradient norm."""
 
+from typing import TYPE_CHECKING, cast
+
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from seqexp.tensorboard_log import tensorboard_writer
 
+if TYPE_CHECKING:
+    # The module every run trains. Lightning passes it as a LightningModule, whose attributes it does not
+    # declare (nn.Module types them all as Tensor | Module): the hooks cast it.
+    from seqexp.module import SequenceLightningModule
 
-def layout(tokens: bool) -> dict[str, dict[str, list]]:
+
+def layout(tokens: bool) -> dict[str, dict[str, list[str | list[str]]]]:
     """The custom-scalars layout for text (``tokens``) or float data."""
-    charts = {"loss (train, val)": ["Multiline", ["train/loss", "val/loss"]]}
+    charts: dict[str, list[str | list[str]]] = {
+        "loss (train, val)": ["Multiline", ["train/loss", "val/loss"]]
+    }
     if tokens:
         charts["val/bpc"] = ["Multiline", ["val/bpc"]]
         charts["val/ppl"] = ["Multiline", ["val/ppl"]]
@@ -26,4 +35,4 @@ class CustomScalarsLayout(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_custom_scalars(layout(pl_module.spec.tokens))
+            writer.add_custom_scalars(layout(cast("SequenceLightningModule", pl_module).spec.tokens))

@@ -1,6 +1,8 @@
 """Diagnostics that run at some validations only: the first, every ``every``-th after it, and once more
 when training ends if the final model was not measured, so that the last value is the final model's."""
 
+from typing import Any
+
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
@@ -21,10 +23,10 @@ class PeriodicDiagnostic(pl.Callback):
         self.validations = 0
         self.measured_at: int | None = None  # the global step of the last measurement
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"validations": self.validations, "measured_at": self.measured_at}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.validations, self.measured_at = state_dict["validations"], state_dict["measured_at"]
 
     def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:

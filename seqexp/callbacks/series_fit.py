@@ -7,6 +7,8 @@ For next-step series the figure is ``val/forecast`` (one-step fit | forecast) wi
 one-step fit alone as ``val/sine_fit``.
 """
 
+from typing import TYPE_CHECKING, cast
+
 import pytorch_lightning as pl
 import torch
 from matplotlib.axes import Axes
@@ -17,6 +19,13 @@ from seqexp.callbacks.periodic import PeriodicDiagnostic
 from seqexp.diagnostics import closed_loop_forecast
 from seqexp.errors import ConfigError
 from seqexp.tensorboard_log import validation_log_step
+
+if TYPE_CHECKING:
+    from seqexp.data.datamodule import StreamDataModule
+
+    # The module every run trains. Lightning passes it as a LightningModule, whose attributes it does not
+    # declare (nn.Module types them all as Tensor | Module): the hooks cast it.
+    from seqexp.module import SequenceLightningModule
 
 
 class SeriesFitPlot(PeriodicDiagnostic):
@@ -35,13 +44,15 @@ class SeriesFitPlot(PeriodicDiagnostic):
         self.n_points, self.warm_up, self.horizon = n_points, warm_up, horizon
 
     def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
-        return not pl_module.spec.tokens
+        return not cast("SequenceLightningModule", pl_module).spec.tokens
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
-        datamodule = trainer.datamodule
+        module = cast("SequenceLightningModule", pl_module)
+        # Lightning's DataConnector sets trainer.datamodule, which Trainer does not declare.
+        datamodule = cast("StreamDataModule", trainer.datamodule)  # type: ignore[attr-defined]
         inputs, targets = datamodule.aligned("val")
         x, target = inputs[: self.n_points], targets[: self.n_points]
-        prediction, _ = pl_module.predict_sequence(x.unsqueeze(0))
+        prediction, _ = module.predict_sequence(x.unsqueeze(0))
         step = validation_log_step(trainer)
         next_step = "val" not in datamodule.targets
         horizon = min(self.horizon, len(inputs) - self.warm_up)
@@ -62,8 +73,8 @@ class SeriesFitPlot(PeriodicDiagnostic):
             # Named for the first series, for every series: the tag users know from TensorBoard.
             writer.add_figure("val/sine_fit", figure, global_step=step, close=False)
             return
-        warm_up = inputs[: self.warm_up].unsqueeze(0).to(pl_module.device)
-        forecast = closed_loop_forecast(pl_module.model, warm_up, horizon).cpu()
+        warm_up = inputs[: self.warm_up].unsqueeze(0).to(module.device)
+        forecast = closed_loop_forecast(module.model, warm_up, horizon).cpu()
         truth = inputs[self.warm_up : self.warm_up + horizon]
         mse = float(torch.mean((forecast - truth) ** 2))
         writer.add_scalar("val/forecast_mse", mse, global_step=step)

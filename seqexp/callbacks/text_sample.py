@@ -1,5 +1,7 @@
 """At each validation, a text sample from a fixed prime and seed, in TensorBoard's text tab."""
 
+from typing import TYPE_CHECKING, cast
+
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
@@ -7,6 +9,13 @@ from seqexp.data.vocab import Vocab
 from seqexp.sampling import sample_text
 from seqexp.sampling_options import as_text, check_sampling_options
 from seqexp.tensorboard_log import tensorboard_writer, validation_log_step
+
+if TYPE_CHECKING:
+    from seqexp.data.datamodule import StreamDataModule
+
+    # The module every run trains. Lightning passes it as a LightningModule, whose attributes it does not
+    # declare (nn.Module types them all as Tensor | Module): the hooks cast it.
+    from seqexp.module import SequenceLightningModule
 
 KEY = "callbacks.text_sample."  # where conf/callbacks/default.yaml puts this callback, for messages
 DEFAULT_PRIME = "The"
@@ -39,7 +48,7 @@ class TextSample(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Checked before training starts: a prime the corpus cannot encode should not end a long run.
-        spec = pl_module.spec
+        spec = cast("SequenceLightningModule", pl_module).spec
         if not spec.tokens:
             return
         if self.prime is None:
@@ -50,7 +59,9 @@ class TextSample(pl.Callback):
     def _default_prime(vocab: tuple[str, ...], trainer: pl.Trainer) -> str:
         if set(DEFAULT_PRIME) <= set(vocab):
             return DEFAULT_PRIME
-        held_out = trainer.datamodule.splits["val"][: len(DEFAULT_PRIME)]
+        # Lightning's DataConnector sets trainer.datamodule, which Trainer does not declare.
+        datamodule = cast("StreamDataModule", trainer.datamodule)  # type: ignore[attr-defined]
+        held_out = datamodule.splits["val"][: len(DEFAULT_PRIME)]
         prime = Vocab(vocab).decode(held_out)
         rank_zero_info(
             f"{KEY}prime: {prime!r}, the start of the held-out text, since the corpus has no "
@@ -60,12 +71,14 @@ class TextSample(pl.Callback):
 
     @rank_zero_only
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        module = cast("SequenceLightningModule", pl_module)
         writer = tensorboard_writer(trainer)
-        if trainer.sanity_checking or writer is None or not pl_module.spec.tokens:
+        if trainer.sanity_checking or writer is None or not module.spec.tokens:
             return
+        assert self.prime is not None, "setup() sets the prime for a model of tokens"
         text = sample_text(
-            pl_module.model,
-            Vocab(pl_module.spec.vocab),
+            module.model,
+            Vocab(module.spec.vocab),
             self.prime,
             self.length,
             self.top_k,

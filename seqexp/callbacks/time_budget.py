@@ -28,7 +28,9 @@ class FollowTimeBudget(pl.Callback):
         step = trainer.global_step
         if step == 0 or step % BUDGET_EVERY_STEPS:  # first, so that the other steps do no more than this
             return
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        # Lightning's CallbackConnector sets trainer.callbacks, which Trainer does not declare.
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]
+        timer = next((c for c in callbacks if isinstance(c, Timer)), None)
         if timer is None:
             return
         elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")

@@ -13,7 +13,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -25,6 +25,8 @@ from seqexp.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint
 
     from seqexp.data.datamodule import StreamDataModule
     from seqexp.module import SequenceLightningModule
@@ -74,8 +76,8 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
         for name, node in (cfg.get(group) or {}).items():
             if node:
                 check_arguments(f"{group}.{name}", node)
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    optim = cast(dict[str, Any], OmegaConf.to_container(cfg.optim, resolve=True))
+    scheduler = cast(dict[str, Any], OmegaConf.to_container(cfg.scheduler, resolve=True))
     check_optimization(optim, scheduler)  # before the data is prepared, which can take minutes
     datamodule = instantiate(cfg.data)
     # A preset turns a callback off by setting it to null (debug=fast: callbacks.checkpoint: null).
@@ -95,7 +97,7 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     datamodule.check_streams(trainer)
 
     spec = datamodule.spec
-    model_options = OmegaConf.to_container(cfg.model, resolve=True)
+    model_options = cast(dict[str, Any], OmegaConf.to_container(cfg.model, resolve=True))
     check_model_fits(model_options, spec, trainer.strategy.root_device)
     module = SequenceLightningModule(
         model=model_options,
@@ -131,7 +133,8 @@ def run_job(cfg: DictConfig) -> float:
             save_resumed_config(cfg, run_dir)
     # Every signal's, not only seqexp.callbacks.stop_on_signal's: importing that module here would import
     # Lightning before train() has checked the config, and a typo would cost seconds instead of one.
-    before = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
+    # Keyed by number: valid_signals() also gives numbers that no signal.Signals names (real-time signals).
+    before: dict[int, object] = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
     try:
         return run_recorded(run_dir, train, cfg)
     except RunInterrupted as interrupted:
@@ -142,7 +145,9 @@ def run_job(cfg: DictConfig) -> float:
         sys.exit(128 + interrupted.signum)
 
 
-def _instantiate_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> "pl.Trainer":
+def _instantiate_trainer(
+    trainer_cfg: DictConfig, callbacks: list[object], loggers: list[object]
+) -> "pl.Trainer":
     """The Trainer, or ConfigError with the first line of the Trainer's own refusal."""
     import torch
 
@@ -154,9 +159,10 @@ def _instantiate_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list
             f"trainer.accelerator={accelerator} but this machine has no GPU that torch can use: "
             "use trainer=cpu (or trainer=auto, which takes a GPU where there is one)"
         )
-    return _instantiate(
+    trainer = _instantiate(
         "trainer", trainer_cfg, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()]
     )
+    return cast("pl.Trainer", trainer)
 
 
 def _instantiate(key: str, node: DictConfig, **kwargs: object) -> object:
@@ -214,8 +220,11 @@ def train(cfg: DictConfig) -> float:
         logger.finalize("success")
     best, final = metrics["hp/best_val_loss"], metrics["hp/final_val_loss"]
     rank_zero_info(f"best val/loss {best:.6g}, final val/loss {final:.6g}")
-    stop = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
+    # Lightning's CallbackConnector sets trainer.callbacks, which Trainer does not declare.
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]
+    stop = next((c for c in callbacks if isinstance(c, StopOnSignal)), None)
     if stop is not None and stop.stopped:
+        assert stop.received is not None, "a stop notes the signal it stopped for"
         rank_zero_info(f"interrupted by signal {stop.received}: resume=<this run's folder> continues it")
         raise RunInterrupted(stop.received)
     if module.divergence or not math.isfinite(final):
@@ -243,7 +252,8 @@ def _fit_and_test(
             "the run ended without a validation that scored anything, so it has no result; see the log "
             "above for why training stopped"
         )
-    checkpoint = trainer.checkpoint_callback
+    # conf/callbacks' checkpoint, or the one Lightning adds without it: a ModelCheckpoint either way.
+    checkpoint = cast("ModelCheckpoint | None", trainer.checkpoint_callback)
     final = _as_float(trainer.callback_metrics.get("val/loss"))
     best = _as_float(checkpoint.best_model_score) if checkpoint else math.nan
     metrics = {"hp/best_val_loss": final if math.isnan(best) else best, "hp/final_val_loss": final}
@@ -268,11 +278,14 @@ def _restart_tensorboard_at(trainer: "pl.Trainer", checkpoint: str) -> None:
         return
     # mmap: only the step is read, not the weights (check_resume has read the file already).
     step = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"]
-    writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+    # torch sets file_writer to None in __init__ before it opens one, and mypy infers its type from that.
+    writer.file_writer.add_event(  # type: ignore[attr-defined]
+        Event(step=step, session_log=SessionLog(status=SessionLog.START))
+    )
     writer.flush()
 
 
-def _as_float(value: object) -> float:
+def _as_float(value: "torch.Tensor | None") -> float:
     return math.nan if value is None else float(value)
 
 
