@@ -36,10 +36,11 @@ def one_of(key: str, value: Any, choices: Iterable[str]) -> None:
 def user_error(error: BaseException) -> ConfigError | None:
     """The ConfigError behind ``error``, if any: libraries such as Hydra's ``instantiate`` wrap the
     exceptions of the constructors they call."""
-    while error is not None:
-        if isinstance(error, ConfigError):
-            return error
-        error = error.__cause__
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConfigError):
+            return cause
+        cause = cause.__cause__
     return None
 
 

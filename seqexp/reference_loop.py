@@ -13,6 +13,7 @@ gradient accumulation or mixed precision.
 """
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -68,14 +69,17 @@ def reference_fit(
     """Train ``model`` in place as ``cfg`` says, on ``datamodule``'s train split, validating on its val
     split after each epoch."""
     tokens, burn_in = datamodule.spec.tokens, datamodule.eval_burn_in
+    assert burn_in is not None, "check_streams (run by build) settles a null data.eval_burn_in"
     train = [(x.to(device), y.to(device)) for x, y in datamodule.stream("train")]
     val = [(x.to(device), y.to(device)) for x, y in datamodule.stream("val")]
     max_epochs, max_steps = cfg.trainer.max_epochs, cfg.trainer.max_steps
     run_steps = len(train) * max_epochs if max_steps < 0 else min(max_steps, len(train) * max_epochs)
 
     model.to(device)
-    optimizer = make_optimizer(OmegaConf.to_container(cfg.optim, resolve=True), model.parameters())
-    scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    optimizer = make_optimizer(
+        cast(dict[str, Any], OmegaConf.to_container(cfg.optim, resolve=True)), model.parameters()
+    )
+    scheduler_cfg = cast(dict[str, Any], OmegaConf.to_container(cfg.scheduler, resolve=True))
     lr_scheduler = make_lr_scheduler(scheduler_cfg, optimizer, run_steps=lambda: run_steps)
     if lr_scheduler is not None and lr_scheduler.get("frequency", 1) != 1:
         raise ValueError("the reference loop steps a scheduler at every interval (frequency 1)")
@@ -102,10 +106,12 @@ def reference_fit(
                 nn.utils.clip_grad_value_(model.parameters(), cfg.clip)
             optimizer.step()
             if interval == "step":
+                assert scheduler is not None, "only a scheduler has an interval"
                 scheduler.step()
             run.train_losses.append(loss.detach())
         run.val_losses.append(evaluate(model, val, burn_in, tokens))
         if interval == "epoch":
+            assert scheduler is not None and lr_scheduler is not None, "only a scheduler has an interval"
             if lr_scheduler.get("monitor"):
                 scheduler.step(run.val_losses[-1])
             else:

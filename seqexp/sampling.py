@@ -13,7 +13,7 @@ from seqexp.models.sequence_model import SequenceModel, evaluating
 
 
 def next_token(
-    logits: torch.Tensor, top_k: int | None, temperature: float, generator: torch.Generator
+    logits: torch.Tensor, top_k: int | None, temperature: float, generator: torch.Generator | None
 ) -> torch.Tensor:
     """One id (shape ``(1,)``) drawn from ``softmax(logits / temperature)`` restricted to the top k."""
     scaled = logits / temperature
@@ -43,7 +43,8 @@ def generate(
     # 17 ms against 2.4 ms without it, measured here); steps of one character go without it.
     # (Set and restored by hand: the signature of torch.backends.mkldnn.flags varies across versions.)
     onednn = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    # torch declares the flag as its descriptor (ContextProp); at run time it reads and takes a bool.
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
     try:
         for step in range(length):
             token = next_token(logits, top_k, temperature, generator)

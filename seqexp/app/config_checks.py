@@ -99,7 +99,7 @@ def check_train_config(cfg: DictConfig) -> None:
     for key in lightning:
         one_of("scheduler.lightning key", key, LIGHTNING_SCHEDULER_KEYS)
     if "interval" in lightning:
-        one_of("scheduler.lightning.interval", lightning.interval, SCHEDULER_INTERVALS)
+        one_of("scheduler.lightning.interval", lightning["interval"], SCHEDULER_INTERVALS)
     check_trainer_config(cfg.trainer)
 
 

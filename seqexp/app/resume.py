@@ -154,5 +154,10 @@ def requeued_checkpoint(run_dir: Path) -> Path | None:
 
     status = read_status(run_dir) if (run_dir / STATUS_FILE).is_file() else None
     last = run_dir / CHECKPOINT_DIR / LAST
-    same_job = status is not None and status.slurm_job is not None and status.slurm_job == slurm_job_id()
-    return last if same_job and status.status != "ok" and last.is_file() else None
+    requeued = (
+        status is not None
+        and status.slurm_job is not None
+        and status.slurm_job == slurm_job_id()
+        and status.status != "ok"
+    )
+    return last if requeued and last.is_file() else None

@@ -127,15 +127,15 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
         described = first_line(user_error(error) or root_cause(error))
         write_status(run_dir, replace(running, status="failed", finished=time.time(), error=described))
         raise
-    number = isinstance(result, int | float) and not isinstance(result, bool)
-    finite = number and math.isfinite(result)
+    number = float(result) if isinstance(result, int | float) and not isinstance(result, bool) else None
+    finite = number is not None and math.isfinite(number)
     write_status(
         run_dir,
         replace(
             running,
-            status="diverged" if number and not finite else "ok",
+            status="diverged" if number is not None and not finite else "ok",
             finished=time.time(),
-            objective=float(result) if finite else None,
+            objective=number if finite else None,
         ),
     )
     return result

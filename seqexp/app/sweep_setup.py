@@ -76,8 +76,10 @@ def expand_group_globs(config: DictConfig) -> None:
         except Exception:  # not a valid override: check_search_space names the problem
             continue
         group = override.key_or_group
-        if isinstance(override.value(), Glob) and group in config.hydra.runtime.choices:
-            chosen = override.value().filter(_group_options(config, group))
+        # Hydra's annotation of value() leaves out Glob, which it returns for glob(...).
+        parsed: object = override.value()
+        if isinstance(parsed, Glob) and group in config.hydra.runtime.choices:
+            chosen = parsed.filter(_group_options(config, group))
             if not chosen:
                 raise ConfigError(
                     f"hydra.sweeper.params: {key}={value} matches no option of the {group} group"

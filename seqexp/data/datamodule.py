@@ -6,7 +6,7 @@ A dataset is one subclass implementing :meth:`StreamDataModule.load_splits` and
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -14,7 +14,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from seqexp.data.spec import DataSpec
-from seqexp.data.streams import WindowStream
+from seqexp.data.streams import Batch, WindowStream
 from seqexp.errors import ConfigError
 
 
@@ -44,7 +44,7 @@ class StreamDataModule(pl.LightningDataModule):
         self.targets: dict[str, torch.Tensor] = {}  # split -> aligned targets, where not the next item
 
     # -- what a dataset implements -------------------------------------------------------------
-    def load_splits(self) -> dict[str, torch.Tensor]:
+    def load_splits(self) -> Mapping[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         """Return ``{"train": ..., "val": ..., optionally "test": ...}`` as 1-D token ids (any integer
         dtype, served as int64) or float series of shape ``(N, features)``; the model learns to predict
         each split's next item.
@@ -101,19 +101,19 @@ class StreamDataModule(pl.LightningDataModule):
             split, trainer.world_size, trainer.global_rank, trainer.strategy.root_device
         )
 
-    def _loader(self, split: str) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader[Batch]:
         return WindowLoader(self.stream(split))
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader[Batch]:
         epoch_loop = self.trainer.fit_loop.epoch_loop if self.trainer else None
         # Windows the current epoch has started: where a checkpoint taken now should resume.
         position = (lambda: epoch_loop.batch_progress.current.ready) if epoch_loop else (lambda: 0)
         return ResumableWindowLoader(self.stream("train"), position)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader[Batch]:
         return self._loader("val")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader[Batch]:
         return self._loader("test")
 
     def check_streams(self, trainer: pl.Trainer) -> None:
@@ -180,7 +180,7 @@ class StreamDataModule(pl.LightningDataModule):
         return "test" in self.splits
 
 
-class WindowLoader(DataLoader):
+class WindowLoader(DataLoader[Batch]):
     """A split's windows as they are, in order.
 
     Windows are ready-made batches: batch_size=None serves them as they are, and worker processes would
@@ -188,6 +188,8 @@ class WindowLoader(DataLoader):
     validation then draws nothing from the global one, so an extra validation (the one a signal asks
     for) leaves training's random stream (dropout) as it was, and a resumed run stays exact.
     """
+
+    dataset: WindowStream
 
     def __init__(self, stream: WindowStream) -> None:
         super().__init__(stream, batch_size=None, shuffle=False, num_workers=0, generator=torch.Generator())
@@ -213,7 +215,8 @@ class ResumableWindowLoader(WindowLoader):
         # A checkpoint taken after an epoch's last window resumes with the next epoch's first.
         self._start = state["next_window"] % len(self.dataset)
 
-    def __iter__(self) -> Iterator:
+    # torch names its own iterator class as the return type; Lightning only iterates over what comes back.
+    def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         start, self._start = self._start, 0
         windows = super().__iter__()
         return itertools.islice(windows, start, None) if start else windows

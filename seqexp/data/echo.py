@@ -55,7 +55,7 @@ class EchoDataModule(StreamDataModule):
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(input_size=1, output_size=1, tokens=False, eval_burn_in=self.eval_burn_in)
+        return DataSpec(input_size=1, output_size=1, tokens=False, eval_burn_in=self.burn_in)
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         inputs, targets = echo_series(self.n_points, self.delay, self.noise, self.seed)

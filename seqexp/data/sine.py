@@ -1,5 +1,7 @@
 """The lecture notes' time series: sin(t) sampled at regular steps; validation is its continuation."""
 
+from typing import Any
+
 import torch
 
 from seqexp.data.datamodule import StreamDataModule
@@ -55,7 +57,7 @@ class SineDataModule(StreamDataModule):
             raise ConfigError(f"data.step={step} is invalid: it must be > 0")
         if noise_std < 0:
             raise ConfigError(f"data.noise_std={noise_std} is invalid: it must be >= 0")
-        self.series_args = dict(
+        self.series_args: dict[str, Any] = dict(
             n_points=n_points,
             step=step,
             amplitude=amplitude,

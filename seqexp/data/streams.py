@@ -16,10 +16,14 @@ Token series may come as compact integers (uint8/16/32, e.g. views of a memory-m
 stay compact in the rows and each window becomes int64 only as it is served.
 """
 
+from collections.abc import Iterator
+
 import torch
 from torch.utils.data import Dataset
 
 from seqexp.errors import ConfigError
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # a window of every row: inputs and their targets
 
 
 def rank_rows(series: torch.Tensor, batch_size: int, world_size: int = 1, rank: int = 0) -> torch.Tensor:
@@ -52,7 +56,7 @@ def fits_on(device: torch.device | None, rows: torch.Tensor) -> bool:
     return rows.nbytes <= free // 2
 
 
-class WindowStream(Dataset):
+class WindowStream(Dataset[Batch]):
     """Windows of a rank's rows, in order; each item is already a batch ``(x, y)``.
 
     Float and int64 items are views into the rows, so serving them costs no copy; use with
@@ -95,7 +99,11 @@ class WindowStream(Dataset):
     def __len__(self) -> int:
         return self.n_windows
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __iter__(self) -> Iterator[Batch]:
+        # What iterating by __getitem__ already did, stated for type checkers, which do not model that.
+        return (self[k] for k in range(self.n_windows))
+
+    def __getitem__(self, k: int) -> Batch:
         if not 0 <= k < self.n_windows:
             raise IndexError(k)
         start = k * self.seq_length

@@ -73,6 +73,7 @@ class TextDataModule(StreamDataModule):
     @property
     def spec(self) -> DataSpec:
         self.setup()
+        assert self.vocab is not None, "setup() loads the splits, which sets the vocabulary"
         size = len(self.vocab)
         return DataSpec(
             input_size=size,

@@ -6,6 +6,7 @@ against the same hash, so results stay comparable with everyone else's tinyshake
 """
 
 from pathlib import Path
+from typing import Any
 
 from seqexp.data.files import download_verified, sha256_file
 from seqexp.data.text import TextDataModule
@@ -14,7 +15,7 @@ from seqexp.errors import ConfigError
 
 class TinyShakespeareDataModule(TextDataModule):
     def __init__(
-        self, *, data_dir: str, url: str, sha256: str, path: str | None, **text_options: object
+        self, *, data_dir: str, url: str, sha256: str, path: str | None, **text_options: Any
     ) -> None:
         super().__init__(data_dir=data_dir, path=path, **text_options)
         self.cache_path = self.data_dir / "tinyshakespeare" / "input.txt"

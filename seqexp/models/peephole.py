@@ -14,6 +14,7 @@ steps in one matmul after it.
 """
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,8 @@ def _onednn_pays(rows: int, weight: torch.Tensor) -> bool:
     """Whether ``(rows, k) @ weight.T`` is faster on oneDNN than through torch's matmul."""
     cpu_float32 = weight.device.type == "cpu" and weight.dtype == torch.float32
     big_enough = rows * weight.numel() >= _ONEDNN_MIN_MACS
-    return _ONEDNN and cpu_float32 and big_enough and torch.backends.mkldnn.enabled
+    # torch declares the flag as its descriptor (ContextProp); at run time it reads as a bool.
+    return _ONEDNN and cpu_float32 and big_enough and cast(bool, torch.backends.mkldnn.enabled)
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,6 +57,26 @@ def _matmul_tn(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
     return a.t() @ b_t.t()
 
 
+class _LayerContext(FunctionCtx):
+    """What ``_PeepholeLayer.forward`` leaves on its ``ctx`` for backward. Only a type: autograd makes the
+    real ctx, which takes any attribute; FunctionCtx declares neither those nor ``saved_tensors``."""
+
+    saved_tensors: tuple[
+        torch.Tensor,  # x
+        torch.Tensor,  # h0
+        torch.Tensor,  # w_ih
+        torch.Tensor,  # w_hh
+        torch.Tensor | None,  # bias
+        torch.Tensor,  # w_peep
+        torch.Tensor,  # out
+    ]
+    needs_input_grad: tuple[bool, ...]
+    gates: list[torch.Tensor]
+    cs: torch.Tensor
+    tanh_cs: torch.Tensor
+    diagonal: bool
+
+
 class _PeepholeLayer(torch.autograd.Function):
     """One layer over a whole sequence, time-major, with all its matmuls.
 
@@ -65,7 +87,7 @@ class _PeepholeLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx,
+        ctx: _LayerContext,
         x: torch.Tensor,
         h0: torch.Tensor,
         c0: torch.Tensor,
@@ -100,14 +122,15 @@ class _PeepholeLayer(torch.autograd.Function):
             torch.mul(o, torch.tanh(c, out=tanh_cs[t]), out=out[t])
             gates.append(ifgo)
             h_prev = out[t]
-        ctx.save_for_backward(x, h0, w_ih, w_hh, bias, w_peep, out)
+        # torch's annotation says tensors only; save_for_backward takes None too (and gives it back).
+        ctx.save_for_backward(x, h0, w_ih, w_hh, bias, w_peep, out)  # type: ignore[arg-type]
         ctx.gates, ctx.cs, ctx.tanh_cs, ctx.diagonal = gates, cs, tanh_cs, diagonal
         return out, out[-1].clone(), cs[-1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(
-        ctx: FunctionCtx, d_out: torch.Tensor, d_h: torch.Tensor, d_c: torch.Tensor
+        ctx: _LayerContext, d_out: torch.Tensor, d_h: torch.Tensor, d_c: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         x, h0, w_ih, w_hh, bias, w_peep, out = ctx.saved_tensors
         gates, cs, tanh_cs, diagonal = ctx.gates, ctx.cs, ctx.tanh_cs, ctx.diagonal
@@ -240,14 +263,14 @@ class PeepholeLSTM(nn.Module):
                 if s.shape != expected:
                     shown = (expected[0], expected[2]) if unbatched else expected
                     raise RuntimeError(f"PeepholeLSTM: expected {name} of size {shown}, got {tuple(s.shape)}")
-        h_n, c_n = [], []
+        h_layers, c_layers = [], []
         for k in range(self.num_layers):
             if k > 0:
                 x = F.dropout(x, self.dropout, self.training)
             x, h, c = self._layer(k, x, h0[k], c0[k])
-            h_n.append(h)
-            c_n.append(c)
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+            h_layers.append(h)
+            c_layers.append(c)
+        h_n, c_n = torch.stack(h_layers), torch.stack(c_layers)
         if unbatched:
             return x.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
         if self.batch_first:

@@ -23,6 +23,7 @@ import io
 import math
 import statistics
 from dataclasses import dataclass, field
+from typing import cast
 
 from omegaconf import OmegaConf
 
@@ -116,7 +117,7 @@ class Leaderboard:
         overrides = range(2, 2 + len(self.override_keys))  # their columns follow run and status
         return [
             [
-                _short(value) if i in overrides and value is not None else _format(name, value)
+                _short(cast(str, value)) if i in overrides and value is not None else _format(name, value)
                 for i, (name, value) in enumerate(zip(header, self.values(row), strict=True))
             ]
             for row in self.rows

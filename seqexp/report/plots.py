@@ -137,8 +137,8 @@ def _scatter(rows: list[Row], attribute: str, description: str, path: Path) -> N
     """One point per run, named by its run folder and coloured by its cell."""
     figure = Figure(figsize=(7, 5))
     axes = figure.subplots()
-    points = [(getattr(row, attribute), row.best_loss, row) for row in rows]
-    points = [(x, y, row) for x, y, row in points if x is not None and x > 0 and y is not None]
+    measured = [(getattr(row, attribute), row.best_loss, row) for row in rows]
+    points = [(x, y, row) for x, y, row in measured if x is not None and x > 0 and y is not None]
     for cell in dict.fromkeys(row.cell for _, _, row in points):
         mine = [(x, y) for x, y, row in points if row.cell == cell]
         axes.scatter([x for x, _ in mine], [y for _, y in mine], label=cell or "unknown cell")

@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
@@ -44,7 +45,7 @@ class Run:
     scalars: dict[str, list[Point]] = field(default_factory=dict)  # tag -> points in step order
     events_error: str | None = None  # why the events could not be read
     # The last gradient-flow curve (seqexp/callbacks/grad_flow.py): norms by lag, seq_length, step.
-    grad_flow: dict | None = None
+    grad_flow: dict[str, Any] | None = None
 
     def best(self, tag: str) -> tuple[int, float] | None:
         """``(step, value)`` of the smallest finite value of ``tag``, or None if there is none."""
@@ -74,7 +75,7 @@ class Run:
         status = self.status.status if self.status else None
         if status == "failed":
             return "failed"
-        if status == "running" and self.status.process_gone():
+        if self.status is not None and status == "running" and self.status.process_gone():
             return "killed"
         if status == "running":
             return "running"
@@ -96,6 +97,7 @@ class Run:
         if self.state == "killed":
             return "killed (its process is gone): resume=<its folder> continues it from its last checkpoint"
         if self.state == "interrupted":
+            assert self.status is not None, "only a status file says a run was interrupted"
             return f"signal {self.status.signal}: resume=<its folder> continues it from its last checkpoint"
         if self.events_error:
             return self.events_error
@@ -178,7 +180,7 @@ def read_scalars(folder: Path) -> tuple[dict[str, list[Point]], str | None]:
     return scalars, None
 
 
-def _read_grad_flow(folder: Path) -> dict | None:
+def _read_grad_flow(folder: Path) -> dict[str, Any] | None:
     """The curve the gradient-flow callback left beside the run's events, if it left one."""
     path = folder / TENSORBOARD_DIR / GRAD_FLOW_FILE
     try:

@@ -10,7 +10,7 @@ vocabulary; one with characters the model never saw is refused.
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from hydra.utils import instantiate
@@ -40,18 +40,22 @@ def check_eval_config(cfg: DictConfig) -> None:
 def run_config(ckpt: Path) -> DictConfig | None:
     """The saved config of the run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), if it is there."""
     saved = ckpt.parent.parent / SAVED_CONFIG
-    return OmegaConf.load(saved) if ckpt.parent.name == CHECKPOINT_DIR and saved.is_file() else None
+    if ckpt.parent.name == CHECKPOINT_DIR and saved.is_file():
+        return cast(DictConfig, OmegaConf.load(saved))  # Hydra saves the composed config: a mapping
+    return None
 
 
 def data_config(cfg: DictConfig, run: DictConfig | None) -> DictConfig:
     """The data config to evaluate on: the run's, changed by ``+data.KEY=...``, or a chosen data group."""
-    chosen = OmegaConf.to_container(cfg.data, resolve=False) if cfg.get("data") else {}
+    chosen = cast(dict[str, Any], OmegaConf.to_container(cfg.data, resolve=False)) if cfg.get("data") else {}
     if run is None and "_target_" not in chosen:
         raise ConfigError(
             f"ckpt={cfg.ckpt!r} is not in a run folder with its {SAVED_CONFIG}: choose the data, "
             "e.g. data=text data.path=FILE"
         )
-    root = OmegaConf.create(OmegaConf.to_container(run, resolve=False) if run is not None else {})
+    root = OmegaConf.create(
+        cast(dict[str, Any], OmegaConf.to_container(run, resolve=False)) if run is not None else {}
+    )
     for key in ("seq_length", "seed"):
         if cfg.get(key) is not None or key not in root:
             root[key] = cfg.get(key)
