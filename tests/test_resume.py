@@ -463,3 +463,17 @@ def test_a_finished_run_extended_with_more_steps_continues_its_curves(tmp_path, 
     assert steps(run, "train/loss") == list(range(12))
     # The first run's last validation, then the end of the first epoch and the new last step.
     assert steps(run, "val/loss") == [4, 10, 11]
+
+
+def test_a_run_whose_burn_in_adapted_resumes(tmp_path):
+    # data.eval_burn_in: null adapts to the splits when the run is built: with batch 8 the sine's
+    # validation rows are too short for the default burn-in of one window, so it becomes 0. The resume
+    # must compare it as it will be, not as a datamodule that was never fitted to the Trainer says.
+    run = tmp_path / "run"
+    short = ["data.batch_size=8", "data.n_points=600", "seq_length=10", "model.hidden_size=8"]
+    first = run_train(*short, "trainer.max_steps=5", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "data.eval_burn_in: 0 rather than" in first.stdout + first.stderr
+    resumed = run_train(f"resume={run}", "trainer.max_steps=8", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert global_step(run) == 8

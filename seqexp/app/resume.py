@@ -107,8 +107,14 @@ def check_resume(cfg: DictConfig) -> None:
             f"resume={cfg.resume!r} " + mismatch.format(what="model", saved=saved["model"], ours=model)
         )
     data = instantiate(cfg.data).spec.as_dict()
-    if saved["data"] != data:
-        brief = {key: saved["data"].get(key) for key in data if saved["data"].get(key) != data[key]}
+    saved_data = dict(saved["data"])
+    if cfg.data.get("eval_burn_in") is None:
+        # Left to adapt, the burn-in was fitted to the splits and the Trainer when the run was built, and
+        # is fitted again, to the same value, when the resumed run is; the fresh datamodule has not been.
+        data.pop("eval_burn_in", None)
+        saved_data.pop("eval_burn_in", None)
+    if saved_data != data:
+        brief = {key: saved_data.get(key) for key in data if saved_data.get(key) != data[key]}
         ours = {key: data[key] for key in brief}
         raise ConfigError(f"resume={cfg.resume!r} " + mismatch.format(what="data", saved=brief, ours=ours))
     step = checkpoint["global_step"]
