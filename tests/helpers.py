@@ -77,6 +77,16 @@ def sine_shape() -> dict[str, float]:
     return {key: data[key] for key in ("step", "amplitude", "frequency", "phase", "noise_std")}
 
 
+def model_options(cell: str, hidden_size: int, num_layers: int = 1, **changes: object) -> dict[str, object]:
+    """A model's options for tests that build one without composing a config: conf/_model.yaml's shared
+    keys (SequenceModel has no defaults of its own), the size, and ``changes`` over them."""
+    from omegaconf import OmegaConf
+
+    shared = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "_model.yaml"))
+    assert isinstance(shared, dict)
+    return {**shared, "cell": cell, "hidden_size": hidden_size, "num_layers": num_layers, **changes}
+
+
 def compose_train(overrides: list[str], output_dir: Path, return_hydra_config: bool = False):
     """conf/train.yaml composed with ``overrides`` as scripts/train.py would, writing to ``output_dir``."""
     from hydra import compose, initialize_config_dir

@@ -19,7 +19,7 @@ from seqexp.checkpoints import AtomicCheckpointIO, NonFiniteWeights
 from seqexp.errors import ConfigError
 from seqexp.module import GRACE_STEPS, SequenceLightningModule
 from tests import warm_start
-from tests.helpers import REPO, assert_user_error, grammar_corpus, read_events
+from tests.helpers import REPO, assert_user_error, grammar_corpus, model_options, read_events
 
 
 def last_checkpoint(run_dir: Path) -> dict:
@@ -129,15 +129,7 @@ GRACE = [1.0] * (GRACE_STEPS - 1)  # steps 1 .. GRACE_STEPS - 1, where only a no
 )
 def test_divergence_rule(losses, blind_guess, factor, stops_at):
     module = SequenceLightningModule(
-        model={
-            "cell": "torch.nn.RNN",
-            "hidden_size": 4,
-            "num_layers": 1,
-            "dropout": 0.0,
-            "encoder": "onehot",
-            "embedding_dim": 64,
-            "remember_bias": None,
-        },
+        model=model_options("torch.nn.RNN", hidden_size=4),
         data={"input_size": 1, "output_size": 1, "tokens": False},
         optim={"lr": 0.01, "weight_decay": 0.0},
         divergence_factor=factor,

@@ -8,7 +8,7 @@ import torch
 
 from seqexp.data.sine import sine_series
 from seqexp.data.streams import WindowStream
-from tests.helpers import job_folder, read_events, sine_shape
+from tests.helpers import job_folder, model_options, read_events, sine_shape
 
 # dropout 0 and the same seed: 2 ranks x batch B must train exactly like 1 rank x batch 2B.
 EQUIVALENCE = [
@@ -116,15 +116,7 @@ def test_bf16_mixed_training_on_gpu_learns_and_keeps_state_across_windows():
 
     pl.seed_everything(0, verbose=False)
     module = SequenceLightningModule(
-        model={
-            "cell": "torch.nn.LSTM",
-            "hidden_size": 32,
-            "num_layers": 2,
-            "dropout": 0.0,
-            "encoder": "onehot",
-            "embedding_dim": 64,
-            "remember_bias": None,
-        },
+        model=model_options("torch.nn.LSTM", hidden_size=32, num_layers=2),
         data={"input_size": 1, "output_size": 1, "tokens": False},
         optim={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
     )

@@ -6,15 +6,14 @@ import torch
 
 from seqexp.data.sine import SineDataModule
 from seqexp.module import SequenceLightningModule
-from tests.helpers import sine_shape
+from tests.helpers import model_options, sine_shape
 
-# What the models here share (SequenceModel has no defaults): no dropout, torch's initialisation; the
-# encoder options are unused, the inputs being floats.
-PLAIN = {"dropout": 0.0, "encoder": "onehot", "embedding_dim": 64, "remember_bias": None}
+# conf/_model.yaml's options: no dropout, torch's initialisation; the encoder options are unused, the
+# inputs being floats.
 MODELS = {
-    "rnn": {"cell": "torch.nn.RNN", "hidden_size": 6, "num_layers": 1, "nonlinearity": "tanh", **PLAIN},
-    "lstm": {"cell": "torch.nn.LSTM", "hidden_size": 6, "num_layers": 2, **PLAIN},
-    "gru": {"cell": "torch.nn.GRU", "hidden_size": 6, "num_layers": 2, **PLAIN},
+    "rnn": model_options("torch.nn.RNN", hidden_size=6, nonlinearity="tanh"),
+    "lstm": model_options("torch.nn.LSTM", hidden_size=6, num_layers=2),
+    "gru": model_options("torch.nn.GRU", hidden_size=6, num_layers=2),
 }
 
 

@@ -20,7 +20,15 @@ from seqexp.data.spec import DataSpec
 from seqexp.errors import user_error
 from seqexp.models.size import BYTES_PER_PARAMETER, available_memory, parameter_count
 from seqexp.tasks.train import train
-from tests.helpers import REPO, assert_one_line, assert_user_error, hydra_job_config, job_folder, script_env
+from tests.helpers import (
+    REPO,
+    assert_one_line,
+    assert_user_error,
+    hydra_job_config,
+    job_folder,
+    model_options,
+    script_env,
+)
 
 TINY = [
     "data.n_points=600",
@@ -92,15 +100,7 @@ def test_sampling_into_a_folder_or_from_nan_weights_is_one_line(tmp_path, run_sc
     from seqexp.module import SequenceLightningModule
 
     module = SequenceLightningModule(
-        model={
-            "cell": "torch.nn.GRU",
-            "hidden_size": 4,
-            "num_layers": 1,
-            "dropout": 0.0,
-            "encoder": "onehot",
-            "embedding_dim": 64,
-            "remember_bias": None,
-        },
+        model=model_options("torch.nn.GRU", hidden_size=4),
         data={"input_size": 3, "output_size": 3, "tokens": True, "vocab": ["a", "b", "c"]},
         optim={"lr": 0.01, "weight_decay": 0.0},
     )
