@@ -74,7 +74,16 @@ def readme_commands() -> list[tuple[str, str]]:
             for line in preset.read_text().splitlines():
                 if line.startswith("#") and (match := COMMAND.search(line)):
                     found.append((f"conf/{folder}/{preset.name}", match.group().split("`")[0]))
-    return found
+    # A command written in several places (a preset's header and the README) runs once: only its comment
+    # can differ, and the comment is not part of it.
+    seen: set[tuple[str, ...]] = set()
+    unique = []
+    for where, command in found:
+        words = tuple(shlex.split(command, comments=True))
+        if words not in seen:
+            seen.add(words)
+            unique.append((where, command))
+    return unique
 
 
 COMMANDS = readme_commands()
