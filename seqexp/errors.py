@@ -1,4 +1,5 @@
-"""The one exception type for user mistakes, and how to find, judge and describe one.
+"""The one exception type for user mistakes, and how to find, judge and describe one; and the exception
+that ends a run stopped by a signal. Neither ends in a traceback.
 
 Anything raised as ``ConfigError`` is the user's to fix (a bad value, a missing file); the entry points
 print its message as one line and exit non-zero instead of showing a traceback.
@@ -10,6 +11,15 @@ from typing import Any
 
 class ConfigError(ValueError):
     """A user-facing mistake: the message names the bad value and what would be valid."""
+
+
+class RunInterrupted(Exception):
+    """A signal stopped the run; its status says so and the process exits ``128 + signal``, with no
+    traceback (the state saved at the stop, or the last checkpoint before it, continues the run)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
 
 
 def is_int(value: Any) -> bool:

@@ -256,6 +256,24 @@ def test_a_signal_stops_the_run_with_its_state_saved_and_resume_continues_it(tmp
     assert_same_weights(run_dir, reference)
 
 
+def test_ctrl_c_twice_stops_at_once_as_interrupted_with_a_checkpoint_to_resume(tmp_path, launch):
+    run_dir = tmp_path / "run"
+    run = launch(
+        *LONG_RUN, SAVE_OFTEN, "model=lstm", f"trainer.max_steps={MAX_STEPS}", f"hydra.run.dir={run_dir}"
+    )
+    wait_for_checkpoint(run, run_dir)
+    run.process.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # the second press, before the step and the stop's validation are over
+    run.process.send_signal(signal.SIGINT)
+
+    assert run.wait() == 128 + signal.SIGINT, run.output()
+    assert "Traceback" not in run.output()
+    status = read_status(run_dir)
+    assert (status.status, status.signal) == ("interrupted", signal.SIGINT)
+    assert 0 < global_step(run_dir) < MAX_STEPS  # the last checkpoint loads with weights_only=True
+    assert_finished(launch(f"resume={run_dir}"), run_dir, MAX_STEPS)
+
+
 # --------------------------------------------------------------------------------------------------------
 # 3. SLURM requeues a job after a timeout or preemption: same command, same job id, same folder.
 

@@ -17,6 +17,7 @@ Example::
 import json
 import math
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seqexp.errors import first_line, root_cause, user_error
+from seqexp.errors import RunInterrupted, first_line, root_cause, user_error
 from seqexp.run_layout import STATUS_FILE
 
 STATUSES = ("running", "ok", "diverged", "interrupted", "failed")
@@ -94,14 +95,6 @@ def launched_process() -> bool:
     return all(os.environ.get(name, "0") == "0" for name in ranks)
 
 
-class RunInterrupted(Exception):
-    """A signal stopped the run after its state was saved; the process should exit ``128 + signal``."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by signal {signum}")
-        self.signum = signum
-
-
 def slurm_job_id() -> str | None:
     """This SLURM job's id (``<job>_<array task>`` in an array), the same after SLURM requeues it."""
     job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
@@ -123,6 +116,10 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
         ended = replace(running, status="interrupted", finished=time.time(), signal=interrupted.signum)
         write_status(run_dir, ended)
         raise
+    except KeyboardInterrupt:  # Ctrl-C before training started or after it ended: interrupted as well
+        ended = replace(running, status="interrupted", finished=time.time(), signal=signal.SIGINT)
+        write_status(run_dir, ended)
+        raise RunInterrupted(signal.SIGINT) from None
     except BaseException as error:  # KeyboardInterrupt and SystemExit end the run just as well
         described = first_line(user_error(error) or root_cause(error))
         write_status(run_dir, replace(running, status="failed", finished=time.time(), error=described))

@@ -3,8 +3,9 @@
 The handlers only note the signal; at the end of the step every rank agrees to stop (one of them having
 seen it is enough), Lightning validates once more because training stops early, and the run ends the
 usual way with its checkpoints written (seqexp.callbacks.latest_checkpoint). The train task then
-records ``interrupted`` and exits with 128 + the signal number. A second identical signal acts as if
-there were no handler (Ctrl-C twice interrupts at once).
+records ``interrupted`` and exits with 128 + the signal number. A second identical signal stops at once
+(Ctrl-C twice): the run is ``interrupted`` all the same, and continues from its last checkpoint. Under
+DDP it acts as if there were no handler, so that Lightning ends the other ranks too.
 
 The handlers are installed when training starts, after Lightning installs its own, and Lightning puts
 back the ones that were there before when the fit ends.
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from seqexp.errors import RunInterrupted
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -23,13 +26,18 @@ class StopOnSignal(pl.Callback):
     def __init__(self) -> None:
         self.received: int | None = None  # the first signal that arrived during training
         self.stopped = False  # training ended because of it
+        self._one_process = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._one_process = trainer.world_size == 1
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._note)
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         if self.received == signum:  # asked twice: stop waiting for the step to end
+            if self._one_process:
+                # Not a KeyboardInterrupt, which Lightning turns into exit status 1 (a failure).
+                raise RunInterrupted(signum)
             signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
             signal.raise_signal(signum)
         self.received = self.received or signum

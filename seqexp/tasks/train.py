@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.config_checks import check_train_config
 from seqexp.app.host_memory import reuse_freed_memory
-from seqexp.app.run_status import RunInterrupted, launched_process, run_recorded
-from seqexp.errors import ConfigError, first_line
+from seqexp.app.run_status import launched_process, run_recorded
+from seqexp.errors import ConfigError, RunInterrupted, first_line
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
