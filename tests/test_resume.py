@@ -495,3 +495,22 @@ def test_a_run_whose_burn_in_adapted_resumes(tmp_path):
     resumed = run_train(f"resume={run}", "trainer.max_steps=8", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert global_step(run) == 8
+
+
+def test_a_resume_on_changed_text_with_the_same_characters_is_refused_and_writes_nothing(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(grammar_corpus(300), encoding="utf-8")
+    run = tmp_path / "run"
+    tiny_text = ["data=text", f"data.path={corpus}", "seq_length=20", "model.hidden_size=8"]
+    first = run_train(*tiny_text, "trainer.max_steps=3", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lines = corpus.read_text(encoding="utf-8").splitlines(keepends=True)
+    corpus.write_text("".join(reversed(lines)), encoding="utf-8")  # the same characters, other text
+    before = snapshot(run)
+
+    resumed = run_train(f"resume={run}", "trainer.max_steps=6", cwd=tmp_path)
+    assert_user_error(resumed, "was trained on a corpus with sha256", "the text changed")
+    # The log gains the lines of the check (the changed corpus is prepared to be compared); all else stays.
+    log = run / "train.log"
+    assert log.read_bytes().startswith(before.pop(log)[0])
+    assert {path: files for path, files in snapshot(run).items() if path != log} == before

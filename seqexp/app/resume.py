@@ -113,6 +113,14 @@ def check_resume(cfg: DictConfig) -> None:
         # is fitted again, to the same value, when the resumed run is; the fresh datamodule has not been.
         data.pop("eval_burn_in", None)
         saved_data.pop("eval_burn_in", None)
+    if "source_sha256" not in saved_data:  # written before checkpoints recorded it
+        data.pop("source_sha256", None)
+    elif saved_data["source_sha256"] != data.get("source_sha256"):
+        raise ConfigError(
+            f"resume={cfg.resume!r} was trained on a corpus with sha256 {saved_data['source_sha256'][:12]}…, "
+            f"but the run's data is now {str(data.get('source_sha256'))[:12]}…: the text changed; put the "
+            "original back, or start a new run"
+        )
     if saved_data != data:
         brief = {key: saved_data.get(key) for key in data if saved_data.get(key) != data[key]}
         ours = {key: data[key] for key in brief}

@@ -14,6 +14,8 @@ class DataSpec:
     vocab: tuple[str, ...] = ()
     # Leading windows of each evaluation run that only warm up the state (from zeros) and are not scored.
     eval_burn_in: int = 0
+    # A corpus's sha256 (text data): a resume on other text with the same characters is refused by it.
+    source_sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain containers only (the vocabulary as a list), so a checkpoint holding it loads with

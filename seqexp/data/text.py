@@ -55,6 +55,7 @@ class TextDataModule(StreamDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.vocab: Vocab | None = None
+        self.source_sha256: str | None = None
 
     def source_file(self) -> Path:
         """The corpus: the file at ``data.path`` (corpora with a source of their own override this)."""
@@ -66,7 +67,7 @@ class TextDataModule(StreamDataModule):
         # The vocabulary covers the held-out text too, so every split (and any prime taken from the
         # corpus) can be encoded; sorting makes it the same on every run and every machine.
         prepared = prepared_tokens(self.source_file(), self.data_dir)
-        self.vocab = prepared.vocab
+        self.vocab, self.source_sha256 = prepared.vocab, prepared.source_sha256
         # Compact ids (uint8/16/32) straight from the mapping; WindowStream serves windows as int64.
         return contiguous_splits(torch.from_numpy(prepared.tokens), self.val_fraction, self.test_fraction)
 
@@ -81,4 +82,5 @@ class TextDataModule(StreamDataModule):
             tokens=True,
             vocab=self.vocab.chars,
             eval_burn_in=self.burn_in,
+            source_sha256=self.source_sha256,
         )

@@ -42,6 +42,7 @@ UNICODE_SIZE = 0x110000
 class TokenFile:
     vocab: Vocab
     tokens: np.ndarray  # 1-D, memory-mapped from the token file
+    source_sha256: str  # of the source as it was prepared
 
 
 def token_paths(source: Path, data_dir: Path) -> tuple[Path, Path]:
@@ -89,12 +90,12 @@ def _reuse(token_path: Path, sidecar_path: Path, source_stat: os.stat_result) ->
         dtype, count = np.dtype(sidecar["dtype"]), int(sidecar["tokens"])
         if token_path.stat().st_size != count * dtype.itemsize:  # truncated, or another file
             return None
-        vocab = Vocab(sidecar["vocab"])
+        vocab, sha256 = Vocab(sidecar["vocab"]), sidecar["source_sha256"]
     except (OSError, ValueError, KeyError, TypeError):  # missing or unreadable: prepare again
         return None
     # Copy-on-write rather than read-only: torch.from_numpy takes it without a warning, and nothing
     # writes to it, so every page stays shared with the file.
-    return TokenFile(vocab, np.memmap(token_path, dtype=dtype, mode="c", shape=(count,)))
+    return TokenFile(vocab, np.memmap(token_path, dtype=dtype, mode="c", shape=(count,)), sha256)
 
 
 def _prepare(source: Path, token_path: Path, sidecar_path: Path, key: str, chunk_bytes: int) -> None:
