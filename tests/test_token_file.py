@@ -260,3 +260,40 @@ def test_ddp_ranks_serve_their_rows_from_one_shared_token_file(tmp_path, run_scr
         stream = WindowStream(train, batch_size=2, seq_length=16, world_size=2, rank=rank)
         assert len(batches) == len(stream) > 0
         assert all(torch.equal(batch, stream[k][0]) for k, batch in enumerate(batches))
+
+
+def test_a_killed_preparation_leaves_no_temporary_file_behind_the_next_one(tmp_path):
+    # A real process prepares a corpus large enough to be killed (SIGKILL: no cleanup of its own) in
+    # the middle of writing its token file; the next preparation removes what it left.
+    import signal
+    import subprocess
+    import time
+
+    from tests import warm_start
+    from tests.helpers import REPO
+
+    source = tmp_path / "big.txt"
+    source.write_text("the quick brown fox jumps over the lazy dog.\n" * 1_500_000, encoding="utf-8")
+    data_dir = tmp_path / "data"
+    prepare = "import sys; from pathlib import Path; from seqexp.data.token_file import prepared_tokens\n"
+    prepare += "prepared_tokens(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+
+    def temporaries() -> list[Path]:
+        folder = data_dir / "tokens"
+        return list(folder.glob(".*.part")) if folder.is_dir() else []
+
+    process = warm_start.popen(["-c", prepare, source, data_dir], cwd=REPO, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not temporaries():
+        assert process.poll() is None, "the preparation ended before it was killed: use a larger corpus"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert temporaries(), "the kill left nothing to clean up"
+
+    prepared = prepared_tokens(source, data_dir)
+    assert len(prepared.tokens) == 45 * 1_500_000
+    assert sorted(p.name for p in (data_dir / "tokens").iterdir()) == sorted(
+        p.name for p in token_paths(source, data_dir)
+    )

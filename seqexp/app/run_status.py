@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from seqexp.data.files import process_alive, write_atomically
 from seqexp.errors import RunInterrupted, first_line, root_cause, user_error
 from seqexp.run_layout import STATUS_FILE
 
@@ -51,23 +52,14 @@ class RunStatus:
 
         Only meaningful for a ``running`` status; a run on another machine is assumed alive.
         """
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)  # signal 0 only asks whether the process exists
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # it exists, under another user
-            return False
-        return False
+        return not process_alive(self.host, self.pid)
 
 
 def write_status(run_dir: Path, status: RunStatus) -> None:
-    """Write ``status.json`` atomically, so a reader never sees half a file."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    partial = run_dir / f".{STATUS_FILE}.{os.getpid()}"
-    partial.write_text(json.dumps(asdict(status), indent=2) + "\n")
-    os.replace(partial, run_dir / STATUS_FILE)
+    """Write ``status.json`` atomically, so a reader never sees half a file (and a failed write leaves
+    no temporary file behind)."""
+    text = json.dumps(asdict(status), indent=2) + "\n"
+    write_atomically(run_dir / STATUS_FILE, lambda file: file.write(text.encode()))
 
 
 def read_status(run_dir: Path) -> RunStatus | None:

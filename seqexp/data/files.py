@@ -2,13 +2,16 @@
 verified.
 
 Every write goes to a temporary file beside the target and is moved into place with os.replace, so an
-interrupted build or download never leaves a half file that a later run would take for a good one.
+interrupted build or download never leaves a half file that a later run would take for a good one. The
+temporary file's name carries its writer's host and process id: the next write of the same file removes
+the temporaries of writers on this host that died (a SIGKILL leaves one behind) and no one else's.
 """
 
 import hashlib
 import http.client
 import logging
 import os
+import socket
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -87,11 +90,37 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def process_alive(host: str, pid: int) -> bool:
+    """False when ``pid`` is known to have ended: it ran on this host and no such process exists. A
+    process on another host is assumed alive."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of writes of ``path`` whose writer died on this host."""
+    host = socket.gethostname()
+    prefix = f".{path.name}.{host}."
+    for temp in path.parent.glob(f".{path.name}.*.part"):
+        pid = temp.name.removeprefix(prefix).split(".")[0] if temp.name.startswith(prefix) else ""
+        if pid.isdigit() and not process_alive(host, int(pid)):
+            temp.unlink(missing_ok=True)
+
+
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it into place; on any failure
     the temporary file is removed and ``path`` is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    remove_stale_temporaries(path)
+    prefix = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".part")
     try:
         os.chmod(temp, 0o644)  # mkstemp makes files private; a cache is as readable as any other file
         with os.fdopen(fd, "wb") as file:
