@@ -116,18 +116,25 @@ def test_sampling_into_a_folder_or_from_nan_weights_is_one_line(tmp_path, run_sc
     assert_user_error(nan, "has NaN or infinite weights (head.weight)", "its run diverged")
 
 
-def test_report_piped_into_head_ends_quietly(tmp_path):
-    for job in range(30):  # enough rows that head closes the pipe before the report has printed them all
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "unbuffered"])
+def test_report_piped_into_head_ends_quietly_with_its_files_written(tmp_path, unbuffered):
+    # Enough rows (a board of tens of KB) that head closes the pipe before the report has printed them.
+    for job in range(300):
         run = tmp_path / str(job)
         (run / ".hydra").mkdir(parents=True)
         (run / ".hydra" / "config.yaml").write_text("model:\n  cell: torch.nn.RNN\n")
     command = f"{sys.executable} {REPO / 'scripts' / 'report.py'} {tmp_path} | head -n 1"
     result = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command], env=script_env(), capture_output=True, text=True
+        ["bash", "-o", "pipefail", "-c", command],
+        env={**script_env(), "PYTHONUNBUFFERED": unbuffered},
+        capture_output=True,
+        text=True,
     )
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
     assert len(result.stdout.splitlines()) == 1
     assert result.returncode in (0, 141)
+    assert len((tmp_path / "leaderboard.csv").read_text().splitlines()) == 301  # a header and every run
+    assert (tmp_path / "leaderboard.md").is_file()
 
 
 # -- fuzz: random bad values into every numeric key ----------------------------------------------------

@@ -103,6 +103,7 @@ def quiet_broken_pipe() -> Iterator[None]:
     """
     try:
         yield
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would print "Exception ignored"
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

@@ -36,11 +36,12 @@ def write_report(directory: Path) -> list[Path]:
         )
 
     board = build_leaderboard(runs)
-    print(board.to_text())
+    # The files first: a reader of the console that goes away (report.py DIR | head -1) must not cost them.
     files = [directory / MARKDOWN, directory / CSV]
     files[0].write_text(board.to_markdown())
     files[1].write_text(board.to_csv())
     files += write_plots(runs, board, directory)
+    print(board.to_text())
     skipped_note = f" ({len(skipped)} folder(s) skipped)" if skipped else ""
     print(f"\n{len(runs)} run(s){skipped_note}; wrote {', '.join(f.name for f in files)} in {directory}")
     return files
