@@ -8,6 +8,7 @@ import functools
 import hashlib
 import http.server
 import math
+import random
 import shutil
 import subprocess
 import threading
@@ -208,3 +209,19 @@ def test_bad_corpora(tmp_path):
     # good but short corpus got its tokens prepared.
     files = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if p.is_file())
     assert [name.split("-")[0] for name in files] == ["tokens/short", "tokens/short"], files
+
+
+def test_a_four_letter_corpus_trains_with_the_default_top_k_and_refuses_a_typed_one(tmp_path, run_script):
+    # DNA has 4 characters: the text sample's default top_k (5) adapts to them; a top_k typed on the
+    # command line is the user's choice and is checked instead.
+    rng = random.Random(0)
+    corpus = tmp_path / "dna.txt"
+    corpus.write_text("".join(rng.choice("ACGT") for _ in range(20000)), encoding="utf-8")
+    tiny = ["data=text", f"data.path={corpus}", "seq_length=20", "model.hidden_size=8", "trainer.max_steps=3"]
+    trained = run_script("train.py", *tiny, f"hydra.run.dir={tmp_path / 'run'}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "callbacks.text_sample.top_k: 4, the whole vocabulary, rather than 5" in trained.stdout
+    typed = run_script(
+        "train.py", *tiny, "callbacks.text_sample.top_k=5", f"hydra.run.dir={tmp_path / 'typed'}"
+    )
+    assert_user_error(typed, "callbacks.text_sample.top_k=5 is invalid", "between 1 and 4")

@@ -21,6 +21,17 @@ KEY = "callbacks.text_sample."  # where conf/callbacks/default.yaml puts this ca
 DEFAULT_PRIME = "The"
 
 
+def _set_on_the_command_line(option: str) -> bool:
+    """Whether the user typed ``callbacks.text_sample.<option>=...``: a default adapts to the corpus, a
+    value the user chose is checked instead. (Built outside Hydra, by code, a value counts as chosen.)"""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return True
+    typed = (override.lstrip("+~").split("=", 1)[0] for override in HydraConfig.get().overrides.task)
+    return f"{KEY}{option}" in typed
+
+
 class TextSample(pl.Callback):
     """Logs ``val/sample``: ``prime`` and ``length`` characters sampled after it; nothing for float data.
 
@@ -53,6 +64,10 @@ class TextSample(pl.Callback):
             return
         if self.prime is None:
             self.prime = self._default_prime(spec.vocab, trainer)
+        if self.top_k is not None and self.top_k > len(spec.vocab) and not _set_on_the_command_line("top_k"):
+            # The default's 5 most likely characters are all of them in a smaller vocabulary (DNA: 4).
+            rank_zero_info(f"{KEY}top_k: {len(spec.vocab)}, the whole vocabulary, rather than {self.top_k}")
+            self.top_k = len(spec.vocab)
         check_sampling_options(self.prime, self.length, self.top_k, self.temperature, spec.vocab, prefix=KEY)
 
     @staticmethod
