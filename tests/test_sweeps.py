@@ -122,3 +122,26 @@ def test_the_search_spaces_take_in_a_cell_added_as_one_yaml_file(tmp_path):
         cells = config.hydra.sweeper.params.model
         assert cells.startswith("choice(") and "my-cell" in cells
         assert {"rnn", "lstm", "gru", "peephole-lstm"} <= set(cells[len("choice(") : -1].split(", "))
+
+
+def test_a_sweep_whose_folder_name_is_taken_runs_its_jobs_in_the_folder_it_claimed(
+    tmp_path, run_script, tiny_sine
+):
+    # Another sweep of the same second owns outputs/multiruns/<date>/<time>: made here for the seconds this
+    # sweep may start in, so that the race always happens. The sweep claims <time>-1, and every one of its
+    # jobs must run there, not in the other sweep's folder.
+    import datetime
+
+    now = datetime.datetime.now()
+    taken = [now + datetime.timedelta(seconds=s) for s in range(60)]
+    for moment in taken:
+        other = tmp_path / "outputs" / "multiruns" / moment.strftime("%Y-%m-%d") / moment.strftime("%H-%M-%S")
+        (other / "another_sweeps_job").mkdir(parents=True)
+    result = run_script("train.py", "-m", *tiny_sine, "trainer.max_epochs=1", "seed=1,2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (claimed,) = [p for p in (tmp_path / "outputs" / "multiruns").glob("*/*-1")]
+    jobs = sorted(p for p in claimed.iterdir() if p.is_dir())
+    assert [OmegaConf.load(job / ".hydra" / "config.yaml").seed for job in jobs] == [1, 2]
+    assert all(read_status(job).status == "ok" for job in jobs)
+    others = [p for p in (tmp_path / "outputs" / "multiruns").glob("*/*") if not p.name.endswith("-1")]
+    assert all([c.name for c in other.iterdir()] == ["another_sweeps_job"] for other in others)  # untouched

@@ -58,6 +58,10 @@ class OneRunPerFolder(Callback):
         if claimed != folder:
             with read_write(config.hydra):  # Hydra's own section is read-only once composed
                 config.hydra[key.split(".")[1]].dir = str(claimed)
+                if key == "hydra.sweep.dir":
+                    # The launchers compose each job's config again from these overrides (Hydra's
+                    # load_sweep_config); without this one the jobs would go to the taken folder.
+                    config.hydra.overrides.hydra.append(f"{key}='{claimed}'")
 
 
 def claim_folder(folder: Path, key: str, generated: bool) -> Path:
