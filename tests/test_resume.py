@@ -514,3 +514,18 @@ def test_a_resume_on_changed_text_with_the_same_characters_is_refused_and_writes
     log = run / "train.log"
     assert log.read_bytes().startswith(before.pop(log)[0])
     assert {path: files for path, files in snapshot(run).items() if path != log} == before
+
+
+def test_two_resumes_of_one_run_started_together_train_once(tmp_path, finished_runs):
+    run = tmp_path / "run"
+    shutil.copytree(finished_runs["rnn"], run)
+    both = warm_start.run_together(
+        [[TRAIN, f"resume={run}", "trainer.max_steps=40"] for _ in range(2)], cwd=tmp_path, timeout=WAIT_S
+    )
+    assert sorted(result.returncode for result in both) == [0, 2], [r.stderr[-2000:] for r in both]
+    (refused,) = [result for result in both if result.returncode == 2]
+    assert_user_error(refused, f"{run} is in use by another process of seqexp")
+    assert read_status(run).status == "ok"
+    assert global_step(run) == 40
+    train_steps = steps(run, "train/loss")
+    assert train_steps == sorted(set(train_steps)), "two processes logged the same steps"

@@ -10,9 +10,12 @@ one line. ``resume=`` and the DDP ranks compose the run's saved config, which do
 callback: they own the folder by definition. So does a job that SLURM requeued, found by its job id.
 """
 
+import contextlib
+import fcntl
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +122,24 @@ def _same_slurm_job(folder: Path) -> bool:
     except ValueError:
         return False
     return status is not None and status.slurm_job is not None and status.slurm_job == slurm_job_id()
+
+
+@contextlib.contextmanager
+def holding(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for this process while the block runs: a second process that wants it (two
+    ``resume=`` of one run started together) is refused in one line instead of training beside it. The
+    lock is the kernel's (flock on the folder's ``.owner``), so it goes with the process, however it
+    ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / OWNER, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"{folder} is in use by another process of seqexp (a run or a resume of it): wait for it to "
+                "end, or stop it, then resume"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)

@@ -116,9 +116,18 @@ def run_job(cfg: DictConfig) -> float:
     folder, then :func:`train` runs with its fate recorded in ``status.json``. A signal ends the process
     with 128 + its number, after handing the signal to the handler that was there before (submitit's,
     under SLURM, which requeues the job; the requeued job finds its checkpoint and continues)."""
-    from seqexp.app.resume import NothingToResume, check_resume, requeued_checkpoint, save_resumed_config
+    from seqexp.app.run_folder import holding
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if not launched_process():  # a DDP rank: its launcher holds the folder
+        return _run_job_in(run_dir, cfg)
+    with holding(run_dir):
+        return _run_job_in(run_dir, cfg)
+
+
+def _run_job_in(run_dir: Path, cfg: DictConfig) -> float:
+    from seqexp.app.resume import NothingToResume, check_resume, requeued_checkpoint, save_resumed_config
+
     if not cfg.resume and (requeued := requeued_checkpoint(run_dir)):
         with open_dict(cfg):
             cfg.resume = str(requeued)
