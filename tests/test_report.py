@@ -232,3 +232,30 @@ def test_the_script_reports_a_missing_folder_without_a_traceback(tmp_path, run_s
     result = run_script("report.py", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'} does not exist: {ASK}"]
+
+
+def test_a_run_whose_events_were_cut_short_is_flagged_and_ranked_by_its_status_objective(tmp_path, capsys):
+    # The events of "cut" end before its best validation, which its status.json still records: the
+    # report warns, shows the objective, and ranks by it. A run without a best checkpoint reports its
+    # final val/loss as objective, above its best: that is no loss of points.
+    losses = [0.5, 0.3, 0.2, 0.1]
+    cut = make_run(tmp_path / "cut", ["seed=1"], {"val/loss": losses}, {"status": "ok", "objective": 0.1})
+    events = next((cut / "tensorboard").glob("events.out.tfevents.*"))
+    events.write_bytes(events.read_bytes()[: events.stat().st_size * 2 // 3])
+    make_run(tmp_path / "whole", ["seed=2"], {"val/loss": [0.4, 0.15]}, {"status": "ok", "objective": 0.15})
+    make_run(
+        tmp_path / "final", ["seed=3"], {"val/loss": [0.3, 0.2, 0.25]}, {"status": "ok", "objective": 0.25}
+    )
+
+    code, _, err = report(tmp_path, capsys)
+    assert code == 0
+    cut_best = find_runs(tmp_path)[0][0].best("val/loss")
+    assert cut_best is not None and cut_best[1] > 0.1  # the cut really lost the best point
+    assert err == [
+        f"warning: cut: its events are incomplete: their best val/loss is {cut_best[1]:.6g}, "
+        "status.json says 0.1 (shown)"
+    ]
+    rows = read_csv(tmp_path / "leaderboard.csv")
+    assert [row["run"] for row in rows] == ["cut", "whole", "final"]
+    assert float(rows[0]["best val/loss"]) == 0.1
+    assert [float(row["best val/loss"]) for row in rows[1:]] == pytest.approx([0.15, 0.2])

@@ -166,7 +166,9 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
                 overrides={key: overrides[run.name][key] for key in keys if key in overrides[run.name]},
                 cell=str(cell).rsplit(".", 1)[-1] if cell else None,
                 parameters=int(parameters) if parameters is not None else None,
-                best_loss=best[1] if best else None,
+                best_loss=run.status.objective
+                if run.status and run.events_fall_short
+                else (best[1] if best else None),
                 final_loss=run.last(LOSS),
                 extra={tag: run.value_at(tag, best[0]) if best else None for tag in extra_tags},
                 memory_steps=int(memory) if memory is not None else None,

@@ -64,6 +64,24 @@ class Run:
         times = [p.wall_time for points in self.scalars.values() for p in points]
         return max(times) - min(times) if times else None
 
+    @property
+    def events_fall_short(self) -> str | None:
+        """Why the events cannot be the run's whole record, or None: the best val/loss the run itself
+        reported in status.json (its objective) is lower than any val/loss its events still hold, so
+        points were lost (a file cut short, damaged bytes). The report then uses the objective."""
+        objective = self.status.objective if self.status else None
+        if objective is None:
+            return None
+        best = self.best("val/loss")
+        # (A run without a best checkpoint reports its final val/loss, which may lie above the best.)
+        if best is not None and best[1] <= objective * (1 + 1e-5) + 1e-12:
+            return None
+        found = f"{best[1]:.6g}" if best else "none"
+        return (
+            f"its events are incomplete: their best val/loss is {found}, {STATUS_FILE} says {objective:.6g} "
+            f"(shown)"
+        )
+
     def value_at(self, tag: str, step: int) -> float | None:
         """The value of ``tag`` logged at ``step`` (e.g. val/bpc where val/loss was best)."""
         return next((p.value for p in self.scalars.get(tag, []) if p.step == step), None)
@@ -101,6 +119,8 @@ class Run:
             return f"signal {self.status.signal}: resume=<its folder> continues it from its last checkpoint"
         if self.events_error:
             return self.events_error
+        if self.events_fall_short:
+            return self.events_fall_short
         if self.state == "diverged":
             return "the validation loss is not finite"
         if self.state == "unknown":
@@ -152,6 +172,8 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
         run.grad_flow = _read_grad_flow(folder)
         if run.events_error:
             warnings.append(f"{name}: {run.events_error}; listed without metrics")
+        elif run.events_fall_short:
+            warnings.append(f"{name}: {run.events_fall_short}")
         runs.append(run)
     return runs, skipped, warnings
 
