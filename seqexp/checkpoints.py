@@ -79,8 +79,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())  # on disk before the rename makes it the checkpoint
             os.replace(partial, path)
+        except (OSError, RuntimeError) as raised:
+            # torch's writer reports the file's OSError (a full disk, a quota) as its own RuntimeError,
+            # with the OSError as context. That is the user's to fix: one line, not 90.
+            error = raised if isinstance(raised, OSError) else raised.__context__
+            if not isinstance(error, OSError):
+                raise
+            raise ConfigError(
+                f"cannot write the checkpoint {path} on {_mount_point(path)}: {error.strerror or error}; any "
+                "earlier checkpoint is intact: free some space there (or give hydra.run.dir another disk), "
+                "then resume=<this run's folder>"
+            ) from None
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the file system that holds ``path``: the disk a message should name."""
+    folder = path.resolve().parent
+    while not os.path.ismount(folder):
+        folder = folder.parent
+    return folder
 
 
 def require_finite_weights(model: torch.nn.Module, key: str = "ckpt", path: str | Path = "") -> None:

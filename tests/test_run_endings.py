@@ -5,6 +5,7 @@ one folder per run. Resuming and signals are in test_resume.py."""
 import math
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,7 +178,7 @@ def test_checkpoint_writes_are_atomic_and_refuse_non_finite_weights(tmp_path):
     io = AtomicCheckpointIO()
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "step": 1}, path)
     before = path.read_bytes()
-    with pytest.raises(OSError, match="disk gone"):
+    with pytest.raises(ConfigError, match="cannot write the checkpoint .*: disk gone"):
         io.save_checkpoint(
             {"state_dict": {"w": torch.zeros(3)}, "big": torch.zeros(100_000), "x": _Explodes()}, path
         )
@@ -255,3 +256,32 @@ def test_two_runs_started_together_get_folders_of_their_own(tmp_path, tiny_sine)
     for folder in folders:
         assert read_status(folder).status == "ok"
         assert len(read_events(folder).Scalars("val/loss")) == 1  # one epoch of one run, not two mixed
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A real file system of 2 MB (tmpfs), mounted for the test; skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_ends_the_run_in_one_line_as_failed(small_disk, run_script, tiny_sine):
+    # The run's status, config and events fit on the disk; the checkpoint of a 512-unit LSTM (about 8 MB
+    # with Adam's moments) does not.
+    run_dir = small_disk / "run"
+    result = run_script(
+        "train.py", *tiny_sine, "model=lstm", "model.hidden_size=512", f"hydra.run.dir={run_dir}"
+    )
+    assert_user_error(result, "cannot write the checkpoint", f"on {small_disk}", "No space left on device")
+    status = read_status(run_dir)
+    assert status.status == "failed" and "No space left on device" in status.error
+    assert not list((run_dir / "checkpoints").glob(".*.partial")), "the partial file was left behind"
