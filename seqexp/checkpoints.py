@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from seqexp.data.files import mount_point
 from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError, first_line
 from seqexp.models.sequence_model import SequenceModel, build_model
@@ -86,20 +87,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if not isinstance(error, OSError):
                 raise
             raise ConfigError(
-                f"cannot write the checkpoint {path} on {_mount_point(path)}: {error.strerror or error}; any "
+                f"cannot write the checkpoint {path} on {mount_point(path)}: {error.strerror or error}; any "
                 "earlier checkpoint is intact: free some space there (or give hydra.run.dir another disk), "
                 "then resume=<this run's folder>"
             ) from None
         finally:
             partial.unlink(missing_ok=True)
-
-
-def _mount_point(path: Path) -> Path:
-    """The mount point of the file system that holds ``path``: the disk a message should name."""
-    folder = path.resolve().parent
-    while not os.path.ismount(folder):
-        folder = folder.parent
-    return folder
 
 
 def require_finite_weights(model: torch.nn.Module, key: str = "ckpt", path: str | Path = "") -> None:

@@ -2,6 +2,7 @@
 on divergence that leaves no NaN on disk, last.ckpt as the latest state, atomic checkpoint writes, and
 one folder per run. Resuming and signals are in test_resume.py."""
 
+import contextlib
 import math
 import subprocess
 import time
@@ -285,3 +286,18 @@ def test_a_full_disk_ends_the_run_in_one_line_as_failed(small_disk, run_script, 
     status = read_status(run_dir)
     assert status.status == "failed" and "No space left on device" in status.error
     assert not list((run_dir / "checkpoints").glob(".*.partial")), "the partial file was left behind"
+
+
+def test_a_run_started_on_a_full_disk_is_one_line_and_leaves_no_temporary_files(
+    small_disk, run_script, tiny_sine
+):
+    filler = small_disk / "filler"
+    with filler.open("wb") as file, contextlib.suppress(OSError):
+        while True:
+            file.write(b"\0" * 65536)
+    run_dir = small_disk / "run"
+    result = run_script("train.py", *tiny_sine, f"hydra.run.dir={run_dir}")
+    assert_user_error(result, "No space left on device")
+    assert not [p for p in small_disk.rglob("*") if p.name.startswith(".") and p.name != ".owner"]
+    filler.unlink()  # with room again, the same command runs in a folder of its own
+    assert run_script("train.py", *tiny_sine, f"hydra.run.dir={small_disk / 'again'}").returncode == 0

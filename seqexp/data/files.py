@@ -90,6 +90,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mount_point(path: Path) -> Path:
+    """The mount point of the file system that holds ``path``: the disk a message should name."""
+    folder = path.resolve().parent
+    while not os.path.ismount(folder):
+        folder = folder.parent
+    return folder
+
+
 def process_alive(host: str, pid: int) -> bool:
     """False when ``pid`` is known to have ended: it ran on this host and no such process exists. A
     process on another host is assumed alive."""
