@@ -6,7 +6,6 @@ import contextlib
 import math
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -257,22 +256,6 @@ def test_two_runs_started_together_get_folders_of_their_own(tmp_path, tiny_sine)
     for folder in folders:
         assert read_status(folder).status == "ok"
         assert len(read_events(folder).Scalars("val/loss")) == 1  # one epoch of one run, not two mixed
-
-
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path]:
-    """A real file system of 2 MB (tmpfs), mounted for the test; skipped where mounting is not allowed."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_full_disk_ends_the_run_in_one_line_as_failed(small_disk, run_script, tiny_sine):

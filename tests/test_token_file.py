@@ -297,3 +297,11 @@ def test_a_killed_preparation_leaves_no_temporary_file_behind_the_next_one(tmp_p
     assert sorted(p.name for p in (data_dir / "tokens").iterdir()) == sorted(
         p.name for p in token_paths(source, data_dir)
     )
+
+
+def test_a_full_disk_during_preparation_is_one_error_and_leaves_nothing_behind(tmp_path, small_disk):
+    source = tmp_path / "big.txt"
+    source.write_text("the quick brown fox jumps over the lazy dog.\n" * 100_000, encoding="utf-8")  # 4.5 MB
+    with pytest.raises(ConfigError, match=f"cannot write .* on {small_disk}: No space left on device"):
+        prepared_tokens(source, small_disk)
+    assert [p.name for p in (small_disk / "tokens").iterdir()] == []

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seqexp.data.files import mount_point, process_alive, write_atomically
-from seqexp.errors import ConfigError, RunInterrupted, first_line, root_cause, user_error
+from seqexp.data.files import process_alive, write_atomically
+from seqexp.errors import RunInterrupted, first_line, root_cause, user_error
 from seqexp.run_layout import STATUS_FILE
 
 STATUSES = ("running", "ok", "diverged", "interrupted", "failed")
@@ -59,14 +59,7 @@ def write_status(run_dir: Path, status: RunStatus) -> None:
     """Write ``status.json`` atomically, so a reader never sees half a file (and a failed write leaves
     no temporary file behind)."""
     text = json.dumps(asdict(status), indent=2) + "\n"
-    path = run_dir / STATUS_FILE
-    try:
-        write_atomically(path, lambda file: file.write(text.encode()))
-    except OSError as error:  # a full disk, a quota, a read-only folder: the user's to fix, in one line
-        raise ConfigError(
-            f"cannot write {path} on {mount_point(path)}: {error.strerror or error}: free some space there, "
-            "or give the run a folder it can write (hydra.run.dir=...)"
-        ) from None
+    write_atomically(run_dir / STATUS_FILE, lambda file: file.write(text.encode()))
 
 
 def read_status(run_dir: Path) -> RunStatus | None:

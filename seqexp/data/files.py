@@ -7,6 +7,7 @@ temporary file's name carries its writer's host and process id: the next write o
 the temporaries of writers on this host that died (a SIGKILL leaves one behind) and no one else's.
 """
 
+import errno
 import hashlib
 import http.client
 import logging
@@ -122,13 +123,23 @@ def remove_stale_temporaries(path: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
+# What the file system says when the user must make room or choose another folder.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it into place; on any failure
-    the temporary file is removed and ``path`` is left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    prefix = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".part")
+    the temporary file is removed and ``path`` is left as it was. A full disk, a quota or a folder that
+    cannot be written is a ConfigError of one line naming the file and its disk."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        prefix = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".part")
+    except OSError as error:
+        if error.errno in NO_ROOM:
+            raise _no_room(path, error) from None
+        raise
     try:
         os.chmod(temp, 0o644)  # mkstemp makes files private; a cache is as readable as any other file
         with os.fdopen(fd, "wb") as file:
@@ -136,9 +147,18 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         Path(temp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in NO_ROOM:
+            raise _no_room(path, error) from None
         raise
+
+
+def _no_room(path: Path, error: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot write {path} on {mount_point(path)}: {error.strerror}: free some space there, or choose "
+        "a folder that can be written"
+    )
 
 
 def download_verified(url: str, sha256: str, path: Path, local_copy_hint: str) -> None:
