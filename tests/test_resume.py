@@ -517,15 +517,36 @@ def test_a_resume_on_changed_text_with_the_same_characters_is_refused_and_writes
 
 
 def test_two_resumes_of_one_run_started_together_train_once(tmp_path, finished_runs):
+    # Long enough (400 steps) that the two always overlap; whichever comes second is refused, by the
+    # folder's lock or, once the first has written it, by its running status.
     run = tmp_path / "run"
     shutil.copytree(finished_runs["rnn"], run)
     both = warm_start.run_together(
-        [[TRAIN, f"resume={run}", "trainer.max_steps=40"] for _ in range(2)], cwd=tmp_path, timeout=WAIT_S
+        [[TRAIN, f"resume={run}", "trainer.max_steps=400", "trainer.max_epochs=100"] for _ in range(2)],
+        cwd=tmp_path,
+        timeout=WAIT_S,
     )
     assert sorted(result.returncode for result in both) == [0, 2], [r.stderr[-2000:] for r in both]
     (refused,) = [result for result in both if result.returncode == 2]
-    assert_user_error(refused, f"{run} is in use by another process of seqexp")
+    assert_user_error(refused)
+    assert (
+        "is in use by another process of seqexp" in refused.stderr
+        or "that run is still going" in refused.stderr
+    )
     assert read_status(run).status == "ok"
-    assert global_step(run) == 40
+    assert global_step(run) == 400
     train_steps = steps(run, "train/loss")
     assert train_steps == sorted(set(train_steps)), "two processes logged the same steps"
+
+
+def test_a_run_folder_held_by_another_process_is_refused_before_its_status_says_so(tmp_path, finished_runs):
+    # The moment between a resume's start and its running status: the lock alone tells them apart.
+    from seqexp.app.run_folder import holding
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_runs["rnn"], run)
+    before = snapshot(run)
+    with holding(run):
+        second = run_train(f"resume={run}", "trainer.max_steps=40", cwd=tmp_path)
+    assert_user_error(second, f"{run} is in use by another process of seqexp")
+    assert snapshot(run) == before
