@@ -140,6 +140,8 @@ def holding(folder: Path) -> Iterator[None]:
                 f"{folder} is in use by another process of seqexp (a run or a resume of it): wait for it to "
                 "end, or stop it, then resume"
             ) from None
+        except OSError:  # a file system without locks (some network mounts): the status check remains
+            pass
         yield
     finally:
         os.close(descriptor)
