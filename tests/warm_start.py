@@ -20,6 +20,7 @@ import io
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -173,6 +174,8 @@ class _Zygote:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.path is not None:
+            shutil.rmtree(Path(self.path).parent, ignore_errors=True)
 
 
 ZYGOTE = _Zygote()
