@@ -8,12 +8,12 @@ belongs to that config (:func:`check_resume`) before it touches the folder, and 
 limits into the run's config so that its DDP ranks and a later resume see them.
 """
 
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.run_status import read_status
+from seqexp.data.files import write_atomically
 from seqexp.errors import ConfigError, first_line
 from seqexp.run_layout import CHECKPOINT_DIR, LAST, SAVED_CONFIG, STATUS_FILE, checkpoint_file
 
@@ -152,12 +152,10 @@ def save_resumed_config(cfg: DictConfig, run_dir: Path) -> None:
     config = cfg.copy()
     with open_dict(config):
         config.resume = None
-    partial = run_dir / SAVED_CONFIG.with_name(f".{SAVED_CONFIG.name}.{os.getpid()}")
+    text = OmegaConf.to_yaml(config, resolve=False)
     try:
-        OmegaConf.save(config, partial, resolve=False)
-        os.replace(partial, run_dir / SAVED_CONFIG)
+        write_atomically(run_dir / SAVED_CONFIG, lambda file: file.write(text.encode()))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise ConfigError(f"cannot update {run_dir / SAVED_CONFIG}: {first_line(error)}") from None
 
 
