@@ -2,15 +2,18 @@
 cases a sweep rarely produces (damaged files, stray events, runs still going)."""
 
 import csv
+import itertools
 import json
 import math
 import os
+import random
 import socket
 import subprocess
 import sys
 
 import pytest
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -107,6 +110,26 @@ def make_run(folder, overrides, scalars=None, status=None, config=True, cell="to
                 writer.add_event(Event(wall_time=100.0 + step, step=step, summary=summary))
         writer.close()
     return folder
+
+
+def record_starts(events):
+    """The byte offsets at which the records of an undamaged event file start, from TensorBoard's own
+    reader: each record is its data framed by a length, two checksums (16 bytes)."""
+    records = list(RawEventFileLoader(str(events)).Load())
+    return list(itertools.accumulate((16 + len(record) for record in records), initial=0))[:-1]
+
+
+def overwrite_middle(run, seed):
+    """Random bytes (from ``seed``) written over the middle of the run's event file, as a bad disk or a
+    stray write would leave it. Returns the file and where the record holding those bytes starts."""
+    (events,) = (run / "tensorboard").glob("events.out.tfevents.*")
+    starts = record_starts(events)
+    data = bytearray(events.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = random.Random(seed).randbytes(16)
+    events.write_bytes(data)
+    assert len(record_starts(events)) < len(starts)  # TensorBoard's reader stops there, without a word
+    return events, max(start for start in starts if start <= middle)
 
 
 def report(directory, capsys):
@@ -241,6 +264,7 @@ def test_a_run_whose_events_were_cut_short_is_flagged_and_ranked_by_its_status_o
     losses = [0.5, 0.3, 0.2, 0.1]
     cut = make_run(tmp_path / "cut", ["seed=1"], {"val/loss": losses}, {"status": "ok", "objective": 0.1})
     events = next((cut / "tensorboard").glob("events.out.tfevents.*"))
+    starts = record_starts(events)
     events.write_bytes(events.read_bytes()[: events.stat().st_size * 2 // 3])
     make_run(tmp_path / "whole", ["seed=2"], {"val/loss": [0.4, 0.15]}, {"status": "ok", "objective": 0.15})
     make_run(
@@ -251,11 +275,94 @@ def test_a_run_whose_events_were_cut_short_is_flagged_and_ranked_by_its_status_o
     assert code == 0
     cut_best = find_runs(tmp_path)[0][0].best("val/loss")
     assert cut_best is not None and cut_best[1] > 0.1  # the cut really lost the best point
+    size = events.stat().st_size
     assert err == [
-        f"warning: cut: its events are incomplete: their best val/loss is {cut_best[1]:.6g}, "
-        "status.json says 0.1 (shown)"
+        f"warning: cut: tensorboard/{events.name} ends inside a record at byte "
+        f"{max(s for s in starts if s < size)} of {size} (cut short mid-write): its last events are lost; "
+        f"its events are incomplete: their best val/loss is {cut_best[1]:.6g}, status.json says 0.1 (shown)"
     ]
     rows = read_csv(tmp_path / "leaderboard.csv")
     assert [row["run"] for row in rows] == ["cut", "whole", "final"]
+    assert [row["status"] for row in rows] == ["ok, events cut short", "ok", "ok"]
     assert float(rows[0]["best val/loss"]) == 0.1
     assert [float(row["best val/loss"]) for row in rows[1:]] == pytest.approx([0.15, 0.2])
+
+
+def test_events_overwritten_in_the_middle_are_flagged_whatever_status_json_says(tmp_path, capsys):
+    # None of these runs has an objective in status.json to betray the lost points: only the event
+    # files' own checksums do. "whole" is the same run, undamaged.
+    losses = [1.0 / (step + 1) for step in range(40)]
+    statuses = {
+        "interrupted": {"status": "interrupted", "signal": 15},
+        "failed": {"status": "failed", "error": "RuntimeError: boom"},
+        "no_status": None,
+        "ok_null": {"status": "ok", "objective": None},
+        "whole": {"status": "ok", "objective": None},
+    }
+    damaged = {}
+    for seed, (name, status) in enumerate(statuses.items()):
+        run = make_run(tmp_path / name, [f"seed={seed}"], {"val/loss": losses}, status)
+        if name != "whole":
+            events, start = overwrite_middle(run, seed)
+            damaged[name] = f"tensorboard/{events.name} is damaged at byte {start} of {events.stat().st_size}"
+    lost = "(a record fails its checksum): the events from there on are lost"
+
+    code, _, err = report(tmp_path, capsys)
+    assert code == 0
+    assert sorted(err) == sorted(f"warning: {name}: {where} {lost}" for name, where in damaged.items())
+    rows = {row["run"]: row for row in read_csv(tmp_path / "leaderboard.csv")}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "interrupted": "interrupted, damaged events",
+        "failed": "failed, damaged events",
+        "no_status": "unknown, damaged events",
+        "ok_null": "ok, damaged events",
+        "whole": "ok",
+    }
+    assert rows["failed"]["note"] == f"RuntimeError: boom; {damaged['failed']} {lost}"
+    assert rows["ok_null"]["note"] == f"{damaged['ok_null']} {lost}"
+    assert rows["interrupted"]["note"].endswith(f"checkpoint; {damaged['interrupted']} {lost}")
+    assert rows["whole"]["note"] == ""
+    # What was read is only the start of the record: the final val/loss shown is not the run's last.
+    assert float(rows["whole"]["final val/loss"]) == pytest.approx(losses[-1])
+    assert float(rows["ok_null"]["final val/loss"]) > losses[-1]
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "| ok_null | ok, damaged events |" in markdown and "| whole | ok |" in markdown
+
+
+def test_a_file_cut_short_is_worded_apart_from_overwritten_bytes_and_a_live_writer_is_not_flagged(
+    tmp_path, capsys
+):
+    losses = [0.5, 0.4, 0.3, 0.2]
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    cuts = {
+        "killed": {"status": "running", "pid": int(ended.stdout)},  # its process is gone mid-write
+        "running": {"status": "running"},  # this very process: its writer may be mid-record
+    }
+    cut_at = {}
+    for name, status in cuts.items():
+        run = make_run(tmp_path / name, [f"run={name}"], {"val/loss": losses}, status)
+        (events,) = (run / "tensorboard").glob("events.out.tfevents.*")
+        cut_at[name] = events, record_starts(events)[-1]
+        events.write_bytes(events.read_bytes()[:-3])  # the last record loses the end of its checksum
+    # A crash of the machine: the last blocks of the file were allocated but never written.
+    crashed = make_run(tmp_path / "crashed", ["run=crashed"], {"val/loss": losses}, {"status": "ok"})
+    (zeroed,) = (crashed / "tensorboard").glob("events.out.tfevents.*")
+    zeroed_at = record_starts(zeroed)[-2]
+    zeroed.write_bytes(zeroed.read_bytes()[:zeroed_at] + bytes(100))
+
+    code, _, err = report(tmp_path, capsys)
+    assert code == 0
+    killed, killed_at = cut_at["killed"]
+    assert sorted(err) == [
+        f"warning: crashed: tensorboard/{zeroed.name} ends inside a record at byte {zeroed_at} of "
+        f"{zeroed_at + 100} (cut short mid-write): its last events are lost",
+        f"warning: killed: tensorboard/{killed.name} ends inside a record at byte {killed_at} of "
+        f"{killed.stat().st_size} (cut short mid-write): its last events are lost",
+    ]
+    rows = {row["run"]: row for row in read_csv(tmp_path / "leaderboard.csv")}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "killed": "killed, events cut short",
+        "running": "running",
+        "crashed": "ok, events cut short",
+    }
+    assert rows["running"]["note"] == ""

@@ -3,18 +3,21 @@
 A run is a folder with a ``.hydra/`` subfolder or a ``status.json`` (Hydra writes the first for every
 run and every multirun job before the task starts; the train task writes the second). From it we read
 the composed config (``.hydra/config.yaml``), the command-line overrides (``.hydra/overrides.yaml``),
-the status file and every TensorBoard event file below it, with TensorBoard's own reader.
+the status file and every TensorBoard event file below it, with TensorBoard's own reader, and check
+each event file's records to the end, as that reader stops silently at the first damaged one.
 """
 
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
 from seqexp.app.run_status import RunStatus, read_status
 from seqexp.errors import first_line
@@ -36,6 +39,27 @@ class Point:
     wall_time: float  # Unix time at which it was logged
 
 
+@dataclass(frozen=True)
+class Damage:
+    """The first record of an event file that fails TensorBoard's checks: the reader stops there."""
+
+    file: str  # relative to the run's folder
+    offset: int  # where the failing record starts
+    size: int  # of the file
+    cut_short: bool  # the file ends inside that record (a kill mid-write), rather than bytes overwritten
+
+    def __str__(self) -> str:
+        if self.cut_short:
+            return (
+                f"{self.file} ends inside a record at byte {self.offset} of {self.size} (cut short "
+                f"mid-write): its last events are lost"
+            )
+        return (
+            f"{self.file} is damaged at byte {self.offset} of {self.size} (a record fails its checksum): "
+            f"the events from there on are lost"
+        )
+
+
 @dataclass
 class Run:
     name: str  # the path relative to the folder the runs were found in
@@ -44,6 +68,8 @@ class Run:
     status: RunStatus | None
     scalars: dict[str, list[Point]] = field(default_factory=dict)  # tag -> points in step order
     events_error: str | None = None  # why the events could not be read
+    # Event files the reader stopped short of their end in; the scalars then hold only what came before.
+    damage: list[Damage] = field(default_factory=list)
     # The last gradient-flow curve (seqexp/callbacks/grad_flow.py): norms by lag, seq_length, step.
     grad_flow: dict[str, Any] | None = None
 
@@ -87,9 +113,29 @@ class Run:
         return next((p.value for p in self.scalars.get(tag, []) if p.step == step), None)
 
     @property
+    def events_damage(self) -> list[Damage]:
+        """The damage that leaves the events short of the run's whole record. A live run's last record
+        may be half flushed by its writer: that alone is no damage."""
+        if self.events_error:
+            return []  # nothing was read: that says more than where the reader stopped
+        live = self._recorded_state == "running"
+        return [damage for damage in self.damage if not (live and damage.cut_short)]
+
+    @property
     def state(self) -> str:
         """ok | diverged | interrupted | failed | killed | running | no events | unreadable events |
-        unknown."""
+        unknown; followed by ", damaged events" or ", events cut short" (alone instead of "no events")
+        when the reader stopped before the end of an event file, whatever status.json says: the metrics
+        are then only those logged before that point."""
+        state = self._recorded_state
+        damage = self.events_damage
+        if not damage:
+            return state
+        flag = "events cut short" if all(d.cut_short for d in damage) else "damaged events"
+        return flag if state == "no events" else f"{state}, {flag}"
+
+    @property
+    def _recorded_state(self) -> str:
         status = self.status.status if self.status else None
         if status == "failed":
             return "failed"
@@ -109,21 +155,25 @@ class Run:
 
     @property
     def note(self) -> str:
-        """Why a run is not plainly ok, in a few words."""
+        """Why a run is not plainly ok, in a few words: its status's reason, then its events' damage."""
+        parts = [self._status_note, *map(str, self.events_damage), self.events_fall_short]
+        return "; ".join(part for part in parts if part)
+
+    @property
+    def _status_note(self) -> str:
+        state = self._recorded_state
         if self.status and self.status.status == "failed":
             return self.status.error or ""
-        if self.state == "killed":
+        if state == "killed":
             return "killed (its process is gone): resume=<its folder> continues it from its last checkpoint"
-        if self.state == "interrupted":
+        if state == "interrupted":
             assert self.status is not None, "only a status file says a run was interrupted"
             return f"signal {self.status.signal}: resume=<its folder> continues it from its last checkpoint"
         if self.events_error:
             return self.events_error
-        if self.events_fall_short:
-            return self.events_fall_short
-        if self.state == "diverged":
+        if state == "diverged":
             return "the validation loss is not finite"
-        if self.state == "unknown":
+        if state == "unknown":
             return f"no {STATUS_FILE} and no final metrics"
         return ""
 
@@ -169,11 +219,13 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
             overrides = []
         run = Run(name, config, overrides, status)
         run.scalars, run.events_error = read_scalars(folder)
+        run.damage = find_damage(folder)
         run.grad_flow = _read_grad_flow(folder)
+        problems = [*map(str, run.events_damage), *filter(None, [run.events_fall_short])]
         if run.events_error:
             warnings.append(f"{name}: {run.events_error}; listed without metrics")
-        elif run.events_fall_short:
-            warnings.append(f"{name}: {run.events_fall_short}")
+        elif problems:
+            warnings.append(f"{name}: {'; '.join(problems)}")
         runs.append(run)
     return runs, skipped, warnings
 
@@ -200,6 +252,55 @@ def read_scalars(folder: Path) -> tuple[dict[str, list[Point]], str | None]:
             points = [Point(e.step, e.value, e.wall_time) for e in accumulator.Scalars(tag)]
             scalars[tag] = sorted(scalars.get(tag, []) + points, key=lambda p: p.step)
     return scalars, None
+
+
+def find_damage(folder: Path) -> list[Damage]:
+    """The event files under ``folder`` that TensorBoard's reader stops short of the end of.
+
+    The reader stops at the first record that is cut short or fails its checksum and says so only in a
+    debug log, so a damaged file reads like a shorter clean one. This walks the same record framing
+    (length, its masked CRC-32C, data, its masked CRC-32C) with the same checks to find that point.
+    """
+    found = []
+    for path in sorted(folder.rglob(EVENT_FILES)):
+        bad = _first_bad_record(path)
+        if bad is not None:
+            offset, cut_short = bad
+            found.append(Damage(path.relative_to(folder).as_posix(), offset, path.stat().st_size, cut_short))
+    return found
+
+
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_HEADER_SIZE = _LENGTH.size + _CRC.size
+
+
+def _first_bad_record(path: Path) -> tuple[int, bool] | None:
+    """``(offset, cut_short)`` of the first record of ``path`` that fails the reader's checks, or None
+    when every record passes, up to the end of the file."""
+    with path.open("rb") as file:
+        offset = 0
+        while header := file.read(_HEADER_SIZE):
+            end = offset + _HEADER_SIZE  # where the record ends, as far as its header can be trusted
+            if (
+                len(header) == _HEADER_SIZE
+                and masked_crc32c(header[: _LENGTH.size]) == _CRC.unpack_from(header, _LENGTH.size)[0]
+            ):
+                length = _LENGTH.unpack_from(header)[0]
+                end += length + _CRC.size
+                body = file.read(length + _CRC.size)
+                if (
+                    len(body) == length + _CRC.size
+                    and masked_crc32c(body[:length]) == _CRC.unpack_from(body, length)[0]
+                ):
+                    offset = end
+                    continue
+            # Cut short: the file ends inside this record. A crash of the machine, rather than of the
+            # process, can leave the file's last blocks allocated but never written: zeros to the end.
+            file.seek(offset)
+            written = offset + len(file.read().rstrip(b"\0"))
+            return offset, written < end
+    return None
 
 
 def _read_grad_flow(folder: Path) -> dict[str, Any] | None:
