@@ -5,8 +5,12 @@ Anything raised as ``ConfigError`` is the user's to fix (a bad value, a missing 
 print its message as one line and exit non-zero instead of showing a traceback.
 """
 
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any
+
+# What stops a run (or a sweep) cleanly: the run validates, saves and records ``interrupted``.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class ConfigError(ValueError):
@@ -18,8 +22,18 @@ class RunInterrupted(Exception):
     traceback (the state saved at the stop, or the last checkpoint before it, continues the run)."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by signal {signum}")
+        super().__init__(signum)  # the only argument, so that the exception pickles (joblib workers)
         self.signum = signum
+
+    def __str__(self) -> str:
+        return f"interrupted by signal {self.signum}"
+
+
+class JobNotStarted(RunInterrupted):
+    """A job of a sweep that a signal stopped before the job began: it records ``not started``."""
+
+    def __str__(self) -> str:
+        return f"not started: its sweep was stopped by signal {self.signum}"
 
 
 def is_int(value: Any) -> bool:

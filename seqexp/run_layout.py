@@ -21,6 +21,8 @@ EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's own names, in TENSORBOARD
 GRAD_FLOW_FILE = "grad_flow.json"  # in TENSORBOARD_DIR: the last gradient-flow curve, for the report
 STATUS_FILE = "status.json"
 OWNER = ".owner"  # created by the run that owns the folder
+MULTIRUN_CONFIG = "multirun.yaml"  # in a sweep's folder, by Hydra: the sweep's config and overrides
+SWEEP_STOPPED = "stopped.json"  # in a sweep's folder: the signal that stopped the sweep
 
 EXPECTED = (
     f"a checkpoint written by scripts/train.py, e.g. outputs/runs/<date>/<time>/{CHECKPOINT_DIR}/{LAST}"

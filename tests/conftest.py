@@ -1,5 +1,8 @@
 """Shared fixtures: the project's scripts run as real processes on tiny sine data."""
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -8,6 +11,7 @@ import pytest
 
 from tests import warm_start
 from tests.helpers import REPO, read_events
+from tests.launching import TRAIN, Launch, Launched
 
 RunScript = Callable[..., subprocess.CompletedProcess]
 
@@ -72,3 +76,31 @@ def small_disk(tmp_path) -> Iterator[Path]:
         yield disk
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """``launch(*overrides, env=..., cwd=...)`` starts scripts/train.py; whatever of its process group is
+    still alive when the test ends is killed (a failed test leaves no training behind)."""
+    started: list[subprocess.Popen | warm_start.WarmProcess] = []
+
+    def start(*overrides: str, env: dict[str, str] | None = None, cwd: Path = tmp_path) -> Launched:
+        log = tmp_path / f"train-{len(started)}.log"
+        with log.open("w") as out:
+            process = warm_start.popen(
+                [TRAIN, *overrides],
+                cwd=cwd,
+                env=env,
+                stdout=out,  # a file, not a pipe nobody reads while the run goes on
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(process)
+        return Launched(process, log)
+
+    yield start
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)

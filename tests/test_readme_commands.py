@@ -138,6 +138,8 @@ def run(folder: Path, script: str, args: list[str], timeout: float = 600) -> sub
 
 
 def budget(script: str, args: list[str]) -> list[str]:
+    if script == "train.py" and any(a.startswith("resume=outputs/multiruns/") for a in args):
+        return []  # a resumed sweep is launched again exactly as it was started
     if script == "train.py" and any(a.startswith("resume=") for a in args):
         return [RESUME_BUDGET]  # a resumed run keeps its config: only its limits may be given
     searches = script == "train.py" and any(a.startswith("hparams_search=") for a in args)

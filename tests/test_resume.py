@@ -1,18 +1,12 @@
 """Resuming (issue 9), with real processes and real signals: a run killed outright continues exactly as if
 it had never stopped, a signal stops it cleanly with its state saved, SLURM's requeue continues a job in
-its own folder, a sweep's jobs are resumed one by one, and a bad resume= is refused without touching
-anything. Every run gets a folder of its own (a named folder that holds a run is refused)."""
+its own folder, and a bad resume= is refused without touching anything. Every run gets a folder of its
+own (a named folder that holds a run is refused). Sweeps stopped by a signal: tests/test_faults.py."""
 
-import contextlib
-import csv
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,10 +14,9 @@ import torch
 
 from seqexp.app.run_status import read_status
 from tests import warm_start
-from tests.helpers import REPO, assert_user_error, grammar_corpus, read_events, script_env
+from tests.helpers import assert_user_error, grammar_corpus, read_events, script_env
+from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for
 
-TRAIN = REPO / "scripts" / "train.py"
-WAIT_S = 300  # bound on every wait: start-up alone takes tens of seconds on busy shared cores
 # Logged every step, validated mid-epoch (an epoch of the default sine data is 15 windows), with 2 layers
 # and dropout so that a resume must restore the random generators too.
 LONG_RUN = [
@@ -41,66 +34,6 @@ WALL_CLOCK_TAGS = {"train/tokens_per_s"}
 # Not points of a curve: the custom-scalars layout, which every process writes once at step 0 (TensorBoard
 # shows the latest).
 LAYOUT_TAG = "custom_scalars__config__"
-
-
-@dataclass
-class Launched:
-    """A training process started in a session of its own (its DDP ranks and joblib workers too)."""
-
-    process: "subprocess.Popen | warm_start.WarmProcess"
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def wait(self, timeout: float = WAIT_S) -> int:
-        return self.process.wait(timeout=timeout)
-
-
-Launch = Callable[..., Launched]
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
-    """``launch(*overrides, env=..., cwd=...)`` starts scripts/train.py; whatever of its process group is
-    still alive when the test ends is killed (a failed test leaves no training behind)."""
-    started: list[subprocess.Popen | warm_start.WarmProcess] = []
-
-    def start(*overrides: str, env: dict[str, str] | None = None, cwd: Path = tmp_path) -> Launched:
-        log = tmp_path / f"train-{len(started)}.log"
-        with log.open("w") as out:
-            process = warm_start.popen(
-                [TRAIN, *overrides],
-                cwd=cwd,
-                env=env,
-                stdout=out,  # a file, not a pipe nobody reads while the run goes on
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        started.append(process)
-        return Launched(process, log)
-
-    yield start
-    for process in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-
-
-def run_train(*overrides: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return warm_start.run([TRAIN, *overrides], cwd=cwd, env=env, timeout=WAIT_S)
-
-
-def wait_for(condition: Callable[[], bool], run: Launched, what: str) -> None:
-    """Poll until ``condition()``; fail if the run ends first or it takes longer than WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if run.process.poll() is not None:
-            pytest.fail(f"the run ended (exit {run.process.returncode}) before {what}:\n{run.output()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {WAIT_S} s:\n{run.output()}")
-        time.sleep(0.05)
 
 
 def last_ckpt(run_dir: Path) -> Path:
@@ -322,68 +255,7 @@ def test_a_job_that_slurm_requeues_continues_in_its_folder_and_other_jobs_are_re
 
 
 # --------------------------------------------------------------------------------------------------------
-# 4. A sweep stopped by SIGTERM: its jobs are resumed one by one with the README's loop.
-
-
-def python_on_path(tmp_path: Path) -> dict[str, str]:
-    """script_env() where `python` is this interpreter, as the README's shell loop calls it."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    (bin_dir / "python").chmod(0o755)
-    env = script_env()
-    return {**env, "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", "")])}
-
-
-def job_dirs(sweep: Path) -> list[Path]:
-    """A sweep's job folders (named <job number>_<overrides>), in job order."""
-    return sorted((p.parent for p in sweep.glob("*/.hydra")), key=lambda job: int(job.name.split("_")[0]))
-
-
-def process_gone(job: Path) -> bool:
-    status = read_status(job)
-    return status is not None and (status.status != "running" or status.process_gone())
-
-
-@pytest.mark.slow
-def test_a_sweep_stopped_by_sigterm_is_resumed_job_by_job(tmp_path, launch, run_script):
-    # Both jobs at once in joblib worker processes: the signal reaches them in the middle of training.
-    max_steps = MAX_STEPS
-    sweep = tmp_path / "sweep"
-    multirun = launch(
-        "-m", "model=rnn,gru", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
-        *LONG_RUN, SAVE_OFTEN, f"trainer.max_steps={max_steps}",
-    )  # fmt: skip
-    wait_for(lambda: len(job_dirs(sweep)) == 2, multirun, "both jobs' folders")
-    jobs = job_dirs(sweep)
-    for job in jobs:
-        wait_for_checkpoint(multirun, job)
-    os.killpg(multirun.process.pid, signal.SIGTERM)
-    assert multirun.wait() in (-signal.SIGTERM, 128 + signal.SIGTERM), multirun.output()
-    deadline = time.monotonic() + WAIT_S
-    while not all(process_gone(job) for job in jobs) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for job in jobs:
-        status = read_status(job)
-        assert status.status == "interrupted" or (status.status == "running" and status.process_gone())
-        assert global_step(job) < max_steps
-
-    loop = f"for job in {sweep}/*/; do python scripts/train.py resume=$job; done"
-    resumed = subprocess.run(
-        ["bash", "-c", loop], cwd=REPO, env=python_on_path(tmp_path), capture_output=True, text=True,
-        timeout=2 * WAIT_S,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
-    for job in jobs:
-        assert read_status(job).status == "ok", resumed.stderr[-4000:]
-        assert global_step(job) == max_steps
-        assert steps(job, "train/loss") == list(range(max_steps))
-
-    report = run_script("report.py", str(sweep))
-    assert report.returncode == 0, report.stderr[-3000:]
-    with (sweep / "leaderboard.csv").open() as file:
-        rows = sorted((row["run"], row["status"]) for row in csv.DictReader(file))
-    assert rows == [(job.name, "ok") for job in jobs]
+# 4. Sweeps stopped by a signal, and their resume: tests/test_faults.py.
 
 
 # --------------------------------------------------------------------------------------------------------

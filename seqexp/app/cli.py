@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 
-from seqexp.errors import ConfigError, user_error
+from seqexp.errors import ConfigError, RunInterrupted, user_error
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def exit_with_user_error(error: BaseException) -> NoReturn:
     sys.exit(USER_ERROR_EXIT)
 
 
-def _in_multirun() -> bool:
+def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -52,7 +52,7 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
             mistake = user_error(error)
             if mistake is None:
                 raise
-            if _in_multirun():
+            if in_multirun():
                 log.error("error: %s", mistake)
                 raise mistake from None
             exit_with_user_error(mistake)
@@ -85,13 +85,19 @@ def run_app(main: Callable[[], Any]) -> None:
     also ends as one ``error:`` line and exit status 2."""
     # With this set Hydra raises instead of printing its report; genuine bugs keep their traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    from seqexp.app import sweep_signals
+
     try:
         main()
+    except RunInterrupted as interrupted:  # a job of a sweep that a signal stopped; the others are recorded
+        sweep_signals.exit_stopped(interrupted.signum)
     except Exception as error:
         mistake = user_error(error) or _hydra_mistake(error)
         if mistake is None:
             raise
         exit_with_user_error(mistake)
+    if (signum := sweep_signals.stopped_by()) is not None:  # the signal came as the last job ended
+        sweep_signals.exit_stopped(signum)
 
 
 @contextlib.contextmanager

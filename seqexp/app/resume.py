@@ -8,14 +8,17 @@ belongs to that config (:func:`check_resume`) before it touches the folder, and 
 limits into the run's config so that its DDP ranks and a later resume see them.
 """
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqexp.app.run_status import read_status
+from seqexp.app.run_status import RunStatus, read_status
 from seqexp.data.files import write_atomically
 from seqexp.errors import ConfigError, first_line
-from seqexp.run_layout import CHECKPOINT_DIR, LAST, SAVED_CONFIG, STATUS_FILE, checkpoint_file
+from seqexp.run_layout import CHECKPOINT_DIR, HYDRA_DIR, LAST, MULTIRUN_CONFIG, SAVED_CONFIG, checkpoint_file
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's grid sweeper
 
 # What a resumed run may change: how long it goes on, how often it saves, how it shows progress.
 EXTENDABLE = (
@@ -46,9 +49,11 @@ def resume_arguments(argv: list[str]) -> list[str]:
     value = resume[-1].split("=", 1)[1]
     if not value or value == "null":
         return [argv[0], *others]
+    if (sweep := sweep_config(Path(value).expanduser())) is not None:
+        return sweep_arguments(argv[0], value, sweep, others)
     if any(arg in ("-m", "--multirun") for arg in others):
         raise ConfigError(
-            "resume= continues one run: resume the jobs of a sweep one by one (README: Long runs)"
+            "resume= continues one run, or a whole sweep given its folder (resume=<sweep dir>), without -m"
         )
     for arg in others:
         key = arg.split("=", 1)[0].lstrip("+~")
@@ -72,13 +77,64 @@ def resume_arguments(argv: list[str]) -> list[str]:
         f"--config-name={SAVED_CONFIG.stem}",
         f"hydra.run.dir='{run_dir.resolve()}'",
         "hydra.output_subdir=null",
-        f"++resume='{checkpoint.resolve()}'",
+        *([] if checkpoint is None else [f"++resume='{checkpoint.resolve()}'"]),
         *others,
     ]
 
 
-def locate_run(path: str) -> tuple[Path, Path]:
-    """``(run folder, checkpoint)`` for a run folder (its last.ckpt) or a checkpoint file inside one."""
+def sweep_arguments(script: str, value: str, sweep: Path, others: list[str]) -> list[str]:
+    """The command line that launches the sweep in folder ``value`` again (``sweep``: its config), as it
+    was started, into that folder: its finished jobs return what they recorded, the others continue or start
+    (seqexp/tasks/train.py); see seqexp/app/sweep_signals.py."""
+    from seqexp.app.run_folder import RESUMED_SWEEP
+
+    if others:
+        raise ConfigError(
+            f"{others[0]!r}: resume=<sweep dir> launches the sweep again exactly as it was started, so "
+            "nothing may be added; extend its jobs one by one with resume=<job dir> trainer.max_steps=..."
+        )
+    folder = Path(value).expanduser().resolve()
+    try:
+        config = OmegaConf.load(sweep)
+        sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_"))
+        task, hydra = list(config.hydra.overrides.task), list(config.hydra.overrides.hydra)
+    except Exception as error:  # not a file Hydra wrote: YAML or key errors, many kinds
+        raise ConfigError(f"resume={value!r}: {sweep} is unreadable: {first_line(error)}") from None
+    if sweeper != BASIC_SWEEPER:
+        raise ConfigError(
+            f"resume={value!r} is a search ({sweeper.rsplit('.', 1)[-1]}), whose trials are drawn one at a "
+            f"time: continue its unfinished trials one by one, for job in {value}/*/; do python "
+            "scripts/train.py resume=$job; done"
+        )
+    os.environ[RESUMED_SWEEP] = str(folder)
+    hydra = [override for override in hydra if override.split("=", 1)[0] != "hydra.sweep.dir"]
+    return [script, "-m", *task, *hydra, f"hydra.sweep.dir='{folder}'"]
+
+
+def sweep_config(folder: Path) -> Path | None:
+    """The file that holds the Hydra config of the sweep in ``folder`` (None: not a sweep's folder).
+
+    Hydra's grid sweeper writes ``multirun.yaml`` there; the Optuna sweeper does not, and its jobs'
+    ``.hydra/hydra.yaml`` name it."""
+    if (folder / MULTIRUN_CONFIG).is_file():
+        return folder / MULTIRUN_CONFIG
+    if (folder / SAVED_CONFIG).is_file():  # a run's folder
+        return None
+    return next(iter(sorted(folder.glob(f"*/{HYDRA_DIR}/hydra.yaml"))), None)
+
+
+def locate_run(path: str) -> tuple[Path, Path | None]:
+    """``(run folder, checkpoint)`` for a run folder (its last.ckpt) or a checkpoint file inside one; the
+    checkpoint is None for a run that stopped before it saved one (a sweep's job that did not start),
+    which starts again in its folder."""
+    folder = Path(path).expanduser()
+    if (folder / SAVED_CONFIG).is_file() and not any((folder / CHECKPOINT_DIR).glob("*.ckpt")):
+        try:
+            status = read_status(folder)
+        except ValueError:
+            status = None
+        if status is not None and status.status in ("not started", "interrupted", "failed", "running"):
+            return folder, None
     checkpoint = checkpoint_file(path, "resume")
     run_dir = checkpoint.parent.parent
     if checkpoint.parent.name != CHECKPOINT_DIR or not (run_dir / SAVED_CONFIG).is_file():
@@ -159,17 +215,15 @@ def save_resumed_config(cfg: DictConfig, run_dir: Path) -> None:
         raise ConfigError(f"cannot update {run_dir / SAVED_CONFIG}: {first_line(error)}") from None
 
 
-def requeued_checkpoint(run_dir: Path) -> Path | None:
-    """The last checkpoint of this very job when SLURM requeued it (after a timeout or a preemption, the
-    job starts again with the same id and in the same folder), else None."""
-    from seqexp.app.run_status import slurm_job_id
+def earlier_attempt(run_dir: Path) -> RunStatus | None:
+    """The status that an earlier attempt at this very job left in its folder, or None for a new run.
 
-    status = read_status(run_dir) if (run_dir / STATUS_FILE).is_file() else None
-    last = run_dir / CHECKPOINT_DIR / LAST
-    requeued = (
-        status is not None
-        and status.slurm_job is not None
-        and status.slurm_job == slurm_job_id()
-        and status.status != "ok"
-    )
-    return last if requeued and last.is_file() else None
+    A new run never finds one: it claimed a folder of its own (seqexp/app/run_folder.py). A status means
+    the same job started again: SLURM requeued it (after a time limit or a preemption it starts again with
+    the same id, in the same folder), or ``resume=<sweep dir>`` launched its sweep again. A status file
+    that cannot be read counts as an attempt that did not finish.
+    """
+    try:
+        return read_status(run_dir)
+    except ValueError:
+        return RunStatus("failed", started=0.0, host="", pid=0)

@@ -7,7 +7,9 @@ checkpoints would mix. The folder belongs to the run that creates its ``.owner``
 folder name was generated and is taken gets the same name with ``-1``, ``-2``, ...; a folder that the
 user named (``hydra.run.dir=...``, ``hydra.sweep.dir=...``) and that holds another run is refused with
 one line. ``resume=`` and the DDP ranks compose the run's saved config, which does not include this
-callback: they own the folder by definition. So does a job that SLURM requeued, found by its job id.
+callback: they own the folder by definition. So does a job that SLURM requeued, found by its job id, and
+``resume=<sweep dir>``, which launches a sweep again in its own folder. A sweep holds its folder for as
+long as it runs, so it is not continued twice at once.
 """
 
 import contextlib
@@ -28,13 +30,22 @@ from seqexp.app.run_status import read_status, slurm_job_id
 from seqexp.errors import ConfigError
 from seqexp.run_layout import OWNER
 
+# Set by resume=<sweep dir> (seqexp/app/resume.py) to the sweep's folder, which the sweep then re-enters.
+RESUMED_SWEEP = "SEQEXP_RESUMED_SWEEP"
+
 
 class OneRunPerFolder(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim_or_exit(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim_or_exit(config, "hydra.sweep.dir")
+        folder = Path(str(config.hydra.sweep.dir)).resolve()
+        if os.environ.get(RESUMED_SWEEP) != str(folder):
+            self._claim_or_exit(config, "hydra.sweep.dir")
+        try:
+            self._held = hold(Path(str(config.hydra.sweep.dir)))
+        except ConfigError as error:
+            exit_with_user_error(error)
 
     def _claim_or_exit(self, config: DictConfig, key: str) -> None:
         # Hydra turns a callback's exception into a warning and goes on: a run would then share a folder.
@@ -130,18 +141,25 @@ def holding(folder: Path) -> Iterator[None]:
     ``resume=`` of one run started together) is refused in one line instead of training beside it. The
     lock is the kernel's (flock on the folder's ``.owner``), so it goes with the process, however it
     ends."""
-    folder.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(folder / OWNER, os.O_CREAT | os.O_RDWR, 0o644)
+    descriptor = hold(folder)
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"{folder} is in use by another process of seqexp (a run or a resume of it): wait for it to "
-                "end, or stop it, then resume"
-            ) from None
-        except OSError:  # a file system without locks (some network mounts): the status check remains
-            pass
         yield
     finally:
         os.close(descriptor)
+
+
+def hold(folder: Path) -> int:
+    """Lock ``folder`` for this process (see :func:`holding`) and return the descriptor that holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / OWNER, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ConfigError(
+            f"{folder} is in use by another process of seqexp (a run, a sweep, or a resume of one): wait for "
+            "it to end, or stop it, then resume"
+        ) from None
+    except OSError:  # a file system without locks (some network mounts): the status check remains
+        pass
+    return descriptor

@@ -4,8 +4,10 @@ Hydra leaves a job's folder in place when the job fails, but nothing in it says 
 finished, failed or is still going. The task records that here: ``running`` when it starts, then
 ``ok``, ``diverged`` (its training loss stopped being finite or exploded: its objective is inf),
 ``interrupted`` (a signal stopped it after saving ``checkpoints/last.ckpt``; ``resume=`` continues it)
-or ``failed`` (with the error) when it ends. A job killed outright (SIGKILL, out of memory) cannot write
-its end; the host and process id let a reader on the same machine tell it from one that is still running.
+or ``failed`` (with the error) when it ends; a job of a sweep that a signal stopped before the job
+began records ``not started`` (seqexp/app/sweep_signals.py). A job killed outright (SIGKILL, out of
+memory) cannot write its end; the host and process id let a reader on the same machine tell it from one
+that is still running.
 
 
 Example::
@@ -26,10 +28,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seqexp.data.files import process_alive, write_atomically
-from seqexp.errors import RunInterrupted, first_line, root_cause, user_error
+from seqexp.errors import JobNotStarted, RunInterrupted, first_line, root_cause, user_error
 from seqexp.run_layout import STATUS_FILE
 
-STATUSES = ("running", "ok", "diverged", "interrupted", "failed")
+STATUSES = ("running", "ok", "diverged", "interrupted", "failed", "not started")
 
 T = TypeVar("T")
 
@@ -105,7 +107,8 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
     try:
         result = task(*args, **kwargs)
     except RunInterrupted as interrupted:
-        ended = replace(running, status="interrupted", finished=time.time(), signal=interrupted.signum)
+        fate = "not started" if isinstance(interrupted, JobNotStarted) else "interrupted"
+        ended = replace(running, status=fate, finished=time.time(), signal=interrupted.signum)
         write_status(run_dir, ended)
         raise
     except KeyboardInterrupt:  # Ctrl-C before training started or after it ended: interrupted as well

@@ -5,7 +5,10 @@ seen it is enough), Lightning validates once more because training stops early, 
 usual way with its checkpoints written (seqexp.callbacks.latest_checkpoint). The train task then
 records ``interrupted`` and exits with 128 + the signal number. A second identical signal stops at once
 (Ctrl-C twice): the run is ``interrupted`` all the same, and continues from its last checkpoint. Under
-DDP it acts as if there were no handler, so that Lightning ends the other ranks too.
+DDP it acts as if there were no handler, so that Lightning ends the other ranks too. A repeat within
+:data:`SAME_REQUEST_S` is the first request arriving twice, not a second one: a job of a sweep gets a
+terminal's Ctrl-C (or SLURM's SIGTERM) itself, and again from its sweep, which passes signals on
+(seqexp/app/sweep_signals.py).
 
 The handlers are installed when training starts, after Lightning installs its own, and Lightning puts
 back the ones that were there before when the fit ends.
@@ -17,9 +20,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from seqexp.errors import RunInterrupted
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+from seqexp.errors import STOP_SIGNALS, RunInterrupted
 
 
 class StopOnSignal(pl.Callback):
@@ -34,7 +35,7 @@ class StopOnSignal(pl.Callback):
             signal.signal(signum, self._note)
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
-        if self.received == signum:  # asked twice: stop waiting for the step to end
+        if self.received == signum == signal.SIGINT:  # asked twice: stop waiting for the step to end
             if self._one_process:
                 # Not a KeyboardInterrupt, which Lightning turns into exit status 1 (a failure).
                 raise RunInterrupted(signum)

@@ -13,9 +13,9 @@ What a row says, and where it comes from:
 - wall time: from the run's first TensorBoard event to its last, i.e. from model set-up to the final
   metrics (training, validation, test); start-up is left out because in a multirun only the first
   job pays for importing Lightning;
-- status (ok / diverged / interrupted / killed / failed / running / no events / unreadable events /
-  unknown, with ", damaged events" or ", events cut short" added when an event file could not be read
-  to its end: the metrics are then only those logged before the damage) and a note.
+- status (ok / diverged / interrupted / not started / killed / failed / running / no events /
+  unreadable events / unknown, with ", damaged events" or ", events cut short" added when an event file
+  could not be read to its end: the metrics are then only those logged before the damage) and a note.
 Runs without a best validation loss (failed, diverged, no events) come last, in path order.
 """
 

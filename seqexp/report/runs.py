@@ -123,10 +123,10 @@ class Run:
 
     @property
     def state(self) -> str:
-        """ok | diverged | interrupted | failed | killed | running | no events | unreadable events |
-        unknown; followed by ", damaged events" or ", events cut short" (alone instead of "no events")
-        when the reader stopped before the end of an event file, whatever status.json says: the metrics
-        are then only those logged before that point."""
+        """ok | diverged | interrupted | failed | not started | killed | running | no events | unreadable
+        events | unknown; followed by ", damaged events" or ", events cut short" (alone instead of "no
+        events") when the reader stopped before the end of an event file, whatever status.json says: the
+        metrics are then only those logged before that point."""
         state = self._recorded_state
         damage = self.events_damage
         if not damage:
@@ -137,8 +137,8 @@ class Run:
     @property
     def _recorded_state(self) -> str:
         status = self.status.status if self.status else None
-        if status == "failed":
-            return "failed"
+        if status in ("failed", "not started"):  # a job a stopped sweep never began has no events
+            return status
         if self.status is not None and status == "running" and self.status.process_gone():
             return "killed"
         if status == "running":
@@ -169,6 +169,9 @@ class Run:
         if state == "interrupted":
             assert self.status is not None, "only a status file says a run was interrupted"
             return f"signal {self.status.signal}: resume=<its folder> continues it from its last checkpoint"
+        if state == "not started":
+            assert self.status is not None, "only a status file says a job did not start"
+            return f"its sweep was stopped (signal {self.status.signal}): resume=<sweep folder> runs it"
         if self.events_error:
             return self.events_error
         if state == "diverged":

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, cast
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from seqexp.app.cli import in_multirun
 from seqexp.app.config_checks import check_train_config
 from seqexp.app.host_memory import reuse_freed_memory
 from seqexp.app.run_status import launched_process, run_recorded
-from seqexp.errors import ConfigError, RunInterrupted, first_line
+from seqexp.errors import STOP_SIGNALS, ConfigError, JobNotStarted, RunInterrupted, first_line
+from seqexp.run_layout import CHECKPOINT_DIR, EVENT_FILES, LAST
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -113,9 +115,12 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
 
 def run_job(cfg: DictConfig) -> float:
     """The whole job of ``scripts/train.py``: a resume is checked before anything is written to the run's
-    folder, then :func:`train` runs with its fate recorded in ``status.json``. A signal ends the process
-    with 128 + its number, after handing the signal to the handler that was there before (submitit's,
-    under SLURM, which requeues the job; the requeued job finds its checkpoint and continues)."""
+    folder, then :func:`train` runs with its fate recorded in ``status.json``.
+
+    A signal ends a single run's process with 128 + its number, after handing the signal to the handler
+    that was there before (submitit's, under SLURM, which requeues the job; the requeued job finds its
+    checkpoint and continues). In a sweep the job ends with RunInterrupted instead, so that the launcher
+    goes on to account for the other jobs (seqexp/app/sweep_signals.py)."""
     from seqexp.app.run_folder import holding
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -126,11 +131,17 @@ def run_job(cfg: DictConfig) -> float:
 
 
 def _run_job_in(run_dir: Path, cfg: DictConfig) -> float:
-    from seqexp.app.resume import NothingToResume, check_resume, requeued_checkpoint, save_resumed_config
+    from seqexp.app.resume import NothingToResume, check_resume, earlier_attempt, save_resumed_config
+    from seqexp.app.sweep_signals import forward_to_jobs, mark_stopped
 
-    if not cfg.resume and (requeued := requeued_checkpoint(run_dir)):
+    # (A DDP rank finds its first process's status: its config says whether to resume.)
+    if not cfg.resume and launched_process() and (earlier := earlier_attempt(run_dir)) is not None:
+        if earlier.status in ("ok", "diverged"):
+            print(f"{run_dir} finished earlier (status {earlier.status}): nothing to resume")
+            return math.inf if earlier.objective is None else earlier.objective
+        last = run_dir / CHECKPOINT_DIR / LAST
         with open_dict(cfg):
-            cfg.resume = str(requeued)
+            cfg.resume = str(last) if last.is_file() else None  # none saved: it starts again
     if cfg.resume:
         check_train_config(cfg)
         try:
@@ -140,18 +151,35 @@ def _run_job_in(run_dir: Path, cfg: DictConfig) -> float:
             return math.nan
         if launched_process():
             save_resumed_config(cfg, run_dir)
-    # Every signal's, not only seqexp.callbacks.stop_on_signal's: importing that module here would import
-    # Lightning before train() has checked the config, and a typo would cost seconds instead of one.
-    # Keyed by number: valid_signals() also gives numbers that no signal.Signals names (real-time signals).
-    before: dict[int, object] = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
+    before = {int(signum): signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum, handler in before.items():
+        # Until training starts (StopOnSignal takes over) and after it ends, there is nothing to save:
+        # a stop signal ends the run at once, as interrupted. Another program's handler is left alone.
+        if handler in (signal.SIG_DFL, signal.default_int_handler, forward_to_jobs):
+            signal.signal(signum, _stop_now)
     try:
         return run_recorded(run_dir, train, cfg)
     except RunInterrupted as interrupted:
         handler = before[interrupted.signum]
-        if callable(handler) and handler is not signal.default_int_handler:
+        if callable(handler) and handler not in (signal.default_int_handler, forward_to_jobs):
             signal.signal(interrupted.signum, handler)
             signal.raise_signal(interrupted.signum)
+        if in_multirun():
+            mark_stopped(Path(HydraConfig.get().sweep.dir), interrupted.signum)
+            raise
         sys.exit(128 + interrupted.signum)
+    finally:
+        for signum, handler in before.items():
+            if handler is not None:  # None: set outside Python, and not ours to put back
+                signal.signal(signum, handler)
+
+
+def _stop_now(signum: int, frame: object) -> None:
+    # The same request often arrives twice (from a terminal or SLURM, and passed on by the sweep): a
+    # second one must not cut short the recording of the first.
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    raise RunInterrupted(signum)
 
 
 def _instantiate_trainer(
@@ -194,8 +222,14 @@ def _instantiate(key: str, node: DictConfig, **kwargs: object) -> object:
 def train(cfg: DictConfig) -> float:
     """Fit the configured model and return its best validation loss (inf if the run diverged).
 
-    Raises RunInterrupted when a signal stopped training (its checkpoints are written by then).
+    Raises RunInterrupted when a signal stopped training (its checkpoints are written by then), and
+    JobNotStarted when it stopped this job's sweep before the job began.
     """
+    from seqexp.app.sweep_signals import this_sweep_stopped
+
+    # Checked once the status says running: a sweep that stops from now on finds this job's pid there.
+    if (signum := this_sweep_stopped()) is not None:
+        raise JobNotStarted(signum)
     check_train_config(cfg)
 
     from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -217,7 +251,9 @@ def train(cfg: DictConfig) -> float:
     if cfg.resume:
         rank_zero_info(f"resuming from {cfg.resume}")
         _restart_tensorboard_at(trainer, cfg.resume)
-    else:
+    elif _restart_tensorboard_at(trainer, None):
+        rank_zero_info("starting again: an earlier attempt stopped before its first checkpoint")
+    if not cfg.resume:
         # Logged as a scalar so that reports compare model sizes without rebuilding the models.
         for logger in trainer.loggers:
             logger.log_metrics({"model/parameters": parameters}, step=0)
@@ -273,25 +309,34 @@ def _fit_and_test(
     return metrics
 
 
-def _restart_tensorboard_at(trainer: "pl.Trainer", checkpoint: str) -> None:
-    """Tell TensorBoard that the run restarts at the checkpoint's step: its readers drop the points the
-    interrupted process logged after that checkpoint, so the curves have no duplicated or rewound
-    points. (The step is where Lightning logs the next training step.)"""
-    import torch
+def _restart_tensorboard_at(trainer: "pl.Trainer", checkpoint: str | None) -> bool:
+    """Tell TensorBoard that the run restarts at the checkpoint's step (at step 0 without one, when an
+    earlier attempt left events): its readers drop the points the interrupted process logged after that
+    checkpoint, so the curves have no duplicated or rewound points. (The step is where Lightning logs the
+    next training step.) Whether there was anything to restart."""
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
     from seqexp.tensorboard_log import tensorboard_writer
 
     writer = tensorboard_writer(trainer)
     if writer is None or trainer.global_rank != 0:
-        return
-    # mmap: only the step is read, not the weights (check_resume has read the file already).
-    step = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+        return False
+    if checkpoint is None and len(list(Path(writer.get_logdir()).glob(EVENT_FILES))) < 2:
+        return False  # only this process's own file: a new run
+    step = 0 if checkpoint is None else _checkpoint_step(checkpoint)
     # torch sets file_writer to None in __init__ before it opens one, and mypy infers its type from that.
     writer.file_writer.add_event(  # type: ignore[attr-defined]
         Event(step=step, session_log=SessionLog(status=SessionLog.START))
     )
     writer.flush()
+    return True
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    import torch
+
+    # mmap: only the step is read, not the weights (check_resume has read the file already).
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def _as_float(value: "torch.Tensor | None") -> float:

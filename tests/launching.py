@@ -1,0 +1,49 @@
+"""Real training processes for the tests of signals, kills and resumes: started in a session of their own
+(their DDP ranks and joblib workers too), so that a test can signal the whole group, and waited for with
+a bound."""
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import warm_start
+from tests.helpers import REPO
+
+TRAIN = REPO / "scripts" / "train.py"
+WAIT_S = 300  # bound on every wait: start-up alone takes tens of seconds on busy shared cores
+
+
+@dataclass
+class Launched:
+    """A training process started in a session of its own (its DDP ranks and joblib workers too)."""
+
+    process: "subprocess.Popen | warm_start.WarmProcess"
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def wait(self, timeout: float = WAIT_S) -> int:
+        return self.process.wait(timeout=timeout)
+
+
+Launch = Callable[..., Launched]
+
+
+def run_train(*overrides: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return warm_start.run([TRAIN, *overrides], cwd=cwd, env=env, timeout=WAIT_S)
+
+
+def wait_for(condition: Callable[[], bool], run: Launched, what: str) -> None:
+    """Poll until ``condition()``; fail if the run ends first or it takes longer than WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if run.process.poll() is not None:
+            pytest.fail(f"the run ended (exit {run.process.returncode}) before {what}:\n{run.output()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {WAIT_S} s:\n{run.output()}")
+        time.sleep(0.05)

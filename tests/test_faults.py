@@ -1,0 +1,176 @@
+"""Faults injected into real processes, from one table (issue 19): FAULTS.
+
+Each row starts scripts/train.py (a run or a sweep) in a session of its own, waits for its moment and
+strikes: a signal to the process or to its whole group, a kill of one DDP rank, ... Then it says what must
+come out: the exit status, the status.json of the run (or of each job of a sweep, in job order) with the
+signal recorded, and a line the output must hold. The same checks hold for every row:
+
+- no traceback, and no process of the session is left behind (DDP ranks, joblib workers);
+- every checkpoint left behind loads with ``weights_only=True``;
+- ``resume=<folder>`` finishes the work: every run ends ``ok`` at its last step, and its train/loss curve
+  has every step once.
+
+To add a fault, add a row to FAULTS: the overrides, a strike (the helpers below, or a new one) and the
+outcome. Faults that need other checks (a full disk, a resume that must be refused) are further down.
+"""
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqexp.app.run_status import read_status
+from tests.helpers import read_events
+from tests.launching import Launched, run_train, wait_for
+
+MAX_STEPS = 200  # long enough that every strike lands mid-run, even on busy cores
+TINY = [
+    "data.n_points=600",
+    "seq_length=10",
+    "model.hidden_size=8",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",  # every step's train/loss: a resume must neither repeat nor skip one
+    "save_every_steps=4",
+    f"trainer.max_steps={MAX_STEPS}",
+]
+Strike = Callable[[Launched, Path], None]
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    return sorted(folder.glob("**/checkpoints/last.ckpt"))
+
+
+def after_checkpoints(count: int, signum: int, group: bool = False) -> Strike:
+    """Once ``count`` runs (jobs of a sweep) under the folder have saved, send ``signum`` to the process,
+    or to its whole process group as a terminal's Ctrl-C does."""
+
+    def strike(run: Launched, folder: Path) -> None:
+        wait_for(lambda: len(checkpoints(folder)) >= count, run, f"{count} checkpoint(s) under {folder}")
+        if group:
+            os.killpg(run.process.pid, signum)
+        else:
+            run.process.send_signal(signum)
+
+    return strike
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str
+    overrides: list[str]
+    strike: Strike
+    exit_code: int
+    statuses: list[str]  # of the run, or of each job of a sweep in job order
+    signal: int | None  # what every status records
+    says: str = ""  # in the output
+    marks: list[pytest.MarkDecorator] = field(default_factory=list)
+
+    @property
+    def sweep(self) -> bool:
+        return "-m" in self.overrides
+
+
+SWEEP = ["-m", "model=rnn,gru,lstm", *TINY]
+
+FAULTS = [
+    Fault(
+        "sweep-sigterm-to-the-joblib-parent",
+        # SIGTERM to the sweep's process alone, as `kill PID` or `timeout` send it: the sweep passes it
+        # on to the two jobs running in joblib workers; the third, queued, never starts.
+        [*SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        after_checkpoints(2, signal.SIGTERM),
+        exit_code=128 + signal.SIGTERM,
+        statuses=["interrupted", "interrupted", "not started"],
+        signal=signal.SIGTERM,
+        says="the sweep was stopped by signal 15: python scripts/train.py resume=",
+    ),
+    Fault(
+        "sweep-ctrl-c",
+        # Ctrl-C reaches the whole process group; the basic launcher runs the jobs in the sweep's process.
+        SWEEP,
+        after_checkpoints(1, signal.SIGINT, group=True),
+        exit_code=128 + signal.SIGINT,
+        statuses=["interrupted", "not started", "not started"],
+        signal=signal.SIGINT,
+        says="the sweep was stopped by signal 2",
+    ),
+]
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted((p.parent for p in sweep.glob("*/.hydra")), key=lambda job: int(job.name.split("_")[0]))
+
+
+def assert_session_ends(run: Launched) -> None:
+    """No process of the run's session is left (its group is the session's: start_new_session)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(run.process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"processes of the run outlived it:\n{run.output()}")
+
+
+def train_loss_steps(run_dir: Path) -> list[int]:
+    return [event.step for event in read_events(run_dir).Scalars("train/loss")]
+
+
+@pytest.mark.parametrize("fault", [pytest.param(f, id=f.id, marks=f.marks) for f in FAULTS])
+def test_a_fault_ends_as_the_table_says_and_resume_finishes_the_work(tmp_path, launch, fault):
+    folder = tmp_path / "work"
+    run = launch(*fault.overrides, f"hydra.{'sweep' if fault.sweep else 'run'}.dir={folder}")
+    fault.strike(run, folder)
+    assert run.wait() == fault.exit_code, run.output()
+    output = run.output()
+    assert "Traceback" not in output, output
+    assert fault.says in output, output
+    assert_session_ends(run)
+
+    runs = job_dirs(folder) if fault.sweep else [folder]
+    statuses = [read_status(r) for r in runs]
+    assert [s.status for s in statuses] == fault.statuses, output
+    assert {s.signal for s in statuses} == {fault.signal}
+    for saved in checkpoints(folder):
+        assert torch.load(saved, weights_only=True)["global_step"] < MAX_STEPS
+
+    resumed = run_train(f"resume={folder}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for r in runs:
+        assert read_status(r).status == "ok", resumed.stderr[-3000:]
+        assert torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == MAX_STEPS
+        assert train_loss_steps(r) == list(range(MAX_STEPS)), r.name
+
+
+def test_a_finished_sweep_resumed_has_nothing_to_do_and_a_search_is_resumed_trial_by_trial(
+    tmp_path, run_script, tiny_sine
+):
+    sweep = tmp_path / "sweep"
+    result = run_script("train.py", "-m", "model=rnn,gru", f"hydra.sweep.dir={sweep}", *tiny_sine)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = {job: (job / "status.json").read_bytes() for job in job_dirs(sweep)}
+
+    again = run_script("train.py", f"resume={sweep}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished earlier (status ok): nothing to resume") == 2, again.stdout
+    assert {job: (job / "status.json").read_bytes() for job in job_dirs(sweep)} == before
+
+    added = run_script("train.py", f"resume={sweep}", "trainer.max_steps=50")
+    assert added.returncode == 2 and "error: 'trainer.max_steps=50': resume=<sweep dir>" in added.stderr
+
+    search = tmp_path / "search"
+    result = run_script(
+        "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={search}",
+        *tiny_sine, "trainer.max_epochs=1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    refused = run_script("train.py", f"resume={search}")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert refused.stderr.startswith(f"error: resume='{search}' is a search (OptunaSweeper)"), refused.stderr
+    assert "Traceback" not in refused.stderr
