@@ -21,12 +21,18 @@ class RunInterrupted(Exception):
     """A signal stopped the run; its status says so and the process exits ``128 + signal``, with no
     traceback (the state saved at the stop, or the last checkpoint before it, continues the run)."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)  # the only argument, so that the exception pickles (joblib workers)
+    def __init__(self, signum: int, note: str | None = None) -> None:
+        super().__init__(signum, note)  # all the arguments, so that it pickles (from joblib workers)
         self.signum = signum
+        self.note = note  # what else the run's status should say
 
     def __str__(self) -> str:
         return f"interrupted by signal {self.signum}"
+
+
+class RunFailed(Exception):
+    """A fault outside the run's own code ended it (a DDP rank died): the run records ``failed`` and
+    the process exits 1 with the message as one ``error:`` line, without a traceback."""
 
 
 class JobNotStarted(RunInterrupted):

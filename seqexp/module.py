@@ -145,6 +145,11 @@ class SequenceLightningModule(pl.LightningModule):
         self._eval_losses = []
 
     # -- evaluation metrics ----------------------------------------------------------------------
+    def discard_evaluation(self) -> None:
+        """Forget the losses of an evaluation that is cut short (a signal mid-validation): a partial
+        mean is not a score, so nothing is logged for it."""
+        self._eval_losses = []
+
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")
 

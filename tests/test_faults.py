@@ -14,7 +14,9 @@ To add a fault, add a row to FAULTS: the overrides, a strike (the helpers below,
 outcome. Faults that need other checks (a full disk, a resume that must be refused) are further down.
 """
 
+import contextlib
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -59,6 +61,33 @@ def after_checkpoints(count: int, signum: int, group: bool = False) -> Strike:
     return strike
 
 
+def kill_rank(rank: int) -> Strike:
+    """Once the run has saved, SIGKILL its DDP rank ``rank`` (a process Lightning started)."""
+
+    def strike(run: Launched, folder: Path) -> None:
+        wait_for(lambda: bool(checkpoints(folder)), run, f"a checkpoint under {folder}")
+        os.kill(rank_pid(run, rank), signal.SIGKILL)
+
+    return strike
+
+
+def rank_pid(run: Launched, rank: int) -> int:
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        pid = int(environ.parent.name)
+        with contextlib.suppress(OSError):
+            if os.getsid(
+                pid
+            ) == run.process.pid and f"LOCAL_RANK={rank}".encode() in environ.read_bytes().split(b"\0"):
+                return pid
+    pytest.fail(f"no process of rank {rank} in the run's session:\n{run.output()}")
+
+
+def cut_short_early(note: str | None) -> bool:
+    """The status says the validation was cut short after a few of its batches (not after all of them)."""
+    found = re.search(r"cut short the validation at step 10 after (\d+) of (\d+) batches", note or "")
+    return found is not None and int(found[1]) < int(found[2]) // 2
+
+
 @dataclass(frozen=True)
 class Fault:
     id: str
@@ -68,6 +97,8 @@ class Fault:
     statuses: list[str]  # of the run, or of each job of a sweep in job order
     signal: int | None  # what every status records
     says: str = ""  # in the output
+    note: Callable[[str | None], bool] = lambda note: note is None  # what the status's note says
+    max_steps: int = MAX_STEPS
     marks: list[pytest.MarkDecorator] = field(default_factory=list)
 
     @property
@@ -98,6 +129,38 @@ FAULTS = [
         statuses=["interrupted", "not started", "not started"],
         signal=signal.SIGINT,
         says="the sweep was stopped by signal 2",
+    ),
+    Fault(
+        "ddp-rank-killed",
+        # Rank 0 sees a gloo transport error that names no rank; it finds the dead one and says so.
+        ["trainer=ddp_cpu", "trainer.devices=2", *TINY, "data.batch_size=2"],
+        kill_rank(1),
+        exit_code=1,
+        statuses=["failed"],
+        signal=None,
+        says="error: DDP rank 1 (process ",
+        marks=[pytest.mark.slow],
+    ),
+    Fault(
+        "sigterm-during-a-long-validation",
+        # 9000 validation batches of one window each; the checkpoint at step 10 comes just before the
+        # validation at step 10 starts. The stop must not wait for it to end (SLURM kills 30 s after).
+        [
+            *TINY,
+            "data.n_points=100000",
+            "data.val_fraction=0.9",
+            "data.batch_size=1",
+            "trainer.val_check_interval=10",
+            "save_every_steps=10",
+            "trainer.max_steps=12",
+        ],  # fmt: skip
+        after_checkpoints(1, signal.SIGTERM),
+        exit_code=128 + signal.SIGTERM,
+        statuses=["interrupted"],
+        signal=signal.SIGTERM,
+        says="the signal cut short the validation at step 10",
+        note=cut_short_early,
+        max_steps=12,
     ),
 ]
 
@@ -137,15 +200,18 @@ def test_a_fault_ends_as_the_table_says_and_resume_finishes_the_work(tmp_path, l
     statuses = [read_status(r) for r in runs]
     assert [s.status for s in statuses] == fault.statuses, output
     assert {s.signal for s in statuses} == {fault.signal}
+    assert all(fault.note(s.note) for s in statuses), [s.note for s in statuses]
     for saved in checkpoints(folder):
-        assert torch.load(saved, weights_only=True)["global_step"] < MAX_STEPS
+        assert torch.load(saved, weights_only=True)["global_step"] < fault.max_steps
 
     resumed = run_train(f"resume={folder}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for r in runs:
         assert read_status(r).status == "ok", resumed.stderr[-3000:]
-        assert torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == MAX_STEPS
-        assert train_loss_steps(r) == list(range(MAX_STEPS)), r.name
+        assert (
+            torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == fault.max_steps
+        )
+        assert train_loss_steps(r) == list(range(fault.max_steps)), r.name
 
 
 def test_a_finished_sweep_resumed_has_nothing_to_do_and_a_search_is_resumed_trial_by_trial(

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 
-from seqexp.errors import ConfigError, RunInterrupted, user_error
+from seqexp.errors import ConfigError, RunFailed, RunInterrupted, user_error
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def in_multirun() -> bool:
 
 def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
     """Wrap a Hydra task so that a ConfigError (also one wrapped by Hydra's instantiate) prints
-    ``error: <message>`` and exits with status 2.
+    ``error: <message>`` and exits with status 2, and a RunFailed prints it and exits with status 1.
 
     In a multirun the error is logged and re-raised instead, so Hydra marks that job failed and the
     sweep goes on; :func:`run_app` prints the one ``error:`` line when the sweep ends.
@@ -48,6 +48,11 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
     def wrapped(*args: Any, **kwargs: Any) -> T:
         try:
             return task(*args, **kwargs)
+        except RunFailed as failure:
+            if in_multirun():
+                raise
+            print_user_error(failure)
+            sys.exit(1)
         except Exception as error:
             mistake = user_error(error)
             if mistake is None:

@@ -9,15 +9,20 @@ different configurations. Instead each child composes exactly this job's saved c
 
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd, to_absolute_path
 
 from seqexp.errors import ConfigError
 from seqexp.run_layout import HYDRA_DIR, SAVED_CONFIG
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 # What Lightning's subprocess launcher sets in the parent's environment when it starts the ranks.
 _LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -56,6 +61,23 @@ def start_ddp_ranks_from_the_job_config() -> None:
     from pytorch_lightning.strategies.launchers import subprocess_script
 
     subprocess_script._hydra_subprocess_cmd = job_child_command
+
+
+def lost_rank(trainer: "pl.Trainer") -> str | None:
+    """Which DDP rank this process started has died, and how, in words; None when all are alive (or
+    this process started none). A rank that dies fails the next collective of the others with a
+    transport error that does not say which rank it was."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    ranks = list(enumerate(getattr(launcher, "procs", []), start=1))  # Lightning's Popen of ranks 1..N-1
+    deadline = time.monotonic() + 2  # the collective can fail a moment before the kernel reaps the rank
+    while ranks and time.monotonic() < deadline:
+        for rank, process in ranks:
+            code = process.poll()
+            if code is not None and code != 0:
+                how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+                return f"DDP rank {rank} (process {process.pid}) died ({how})"
+        time.sleep(0.05)
+    return None
 
 
 @contextmanager

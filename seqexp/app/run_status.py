@@ -46,6 +46,7 @@ class RunStatus:
     objective: float | None = None  # what the task returned, when a finite number
     error: str | None = None  # "<exception type>: <first line of its message>" of a failed run
     signal: int | None = None  # the signal that interrupted the run
+    note: str | None = None  # what else a reader should know (a validation the signal cut short)
     # SLURM's job (and array task) id: a job that SLURM requeues finds its own folder by it.
     slurm_job: str | None = None
 
@@ -108,7 +109,9 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
         result = task(*args, **kwargs)
     except RunInterrupted as interrupted:
         fate = "not started" if isinstance(interrupted, JobNotStarted) else "interrupted"
-        ended = replace(running, status=fate, finished=time.time(), signal=interrupted.signum)
+        ended = replace(
+            running, status=fate, finished=time.time(), signal=interrupted.signum, note=interrupted.note
+        )
         write_status(run_dir, ended)
         raise
     except KeyboardInterrupt:  # Ctrl-C before training started or after it ended: interrupted as well

@@ -22,7 +22,7 @@ from seqexp.app.cli import in_multirun
 from seqexp.app.config_checks import check_train_config
 from seqexp.app.host_memory import reuse_freed_memory
 from seqexp.app.run_status import launched_process, run_recorded
-from seqexp.errors import STOP_SIGNALS, ConfigError, JobNotStarted, RunInterrupted, first_line
+from seqexp.errors import STOP_SIGNALS, ConfigError, JobNotStarted, RunFailed, RunInterrupted, first_line
 from seqexp.run_layout import CHECKPOINT_DIR, EVENT_FILES, LAST
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def train(cfg: DictConfig) -> float:
 
     from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
-    from seqexp.app.hydra_ddp import ddp_job_scope, start_ddp_ranks_from_the_job_config
+    from seqexp.app.hydra_ddp import ddp_job_scope, lost_rank, start_ddp_ranks_from_the_job_config
     from seqexp.callbacks.stop_on_signal import StopOnSignal
 
     if cfg.get("threads"):
@@ -258,8 +258,16 @@ def train(cfg: DictConfig) -> float:
         for logger in trainer.loggers:
             logger.log_metrics({"model/parameters": parameters}, step=0)
 
-    with ddp_job_scope():
-        metrics = _fit_and_test(cfg, trainer, module, datamodule)
+    try:
+        with ddp_job_scope():
+            metrics = _fit_and_test(cfg, trainer, module, datamodule)
+    except Exception:
+        if (lost := lost_rank(trainer)) is None:
+            raise
+        raise RunFailed(
+            f"{lost}, so the run stopped; its last checkpoint is intact: resume=<this run's folder> "
+            "continues it"
+        ) from None
     for logger in trainer.loggers:
         logger.log_hyperparams(_flat_hparams(cfg), metrics)
         logger.finalize("success")
