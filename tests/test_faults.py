@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,3 +241,38 @@ def test_a_finished_sweep_resumed_has_nothing_to_do_and_a_search_is_resumed_tria
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert refused.stderr.startswith(f"error: resume='{search}' is a search (OptunaSweeper)"), refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# --------------------------------------------------------------------------------------------------------
+# Faults with checks of their own.
+
+
+def test_a_resume_in_a_read_only_folder_is_one_line_and_changes_nothing(small_disk, run_script, tiny_sine):
+    run = small_disk / "run"
+    result = run_script("train.py", *tiny_sine, "trainer.max_steps=3", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True)
+    if remounted.returncode != 0:
+        pytest.skip(f"cannot remount read-only here: {remounted.stderr.decode().strip()}")
+
+    refused = run_script("train.py", f"resume={run}", "trainer.max_steps=6")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"error: resume='{run}': cannot write in {run} (Read-only file system); a resumed run continues in "
+        "its own folder: make it writable, or copy the run somewhere writable and resume the copy\n"
+    )
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
+def test_a_sweep_folder_whose_jobs_did_not_compose_takes_the_corrected_sweep(tmp_path, run_script, tiny_sine):
+    sweep = tmp_path / "sweep"
+    typo = run_script("train.py", "-m", "model=rnn,nope", *tiny_sine, f"hydra.sweep.dir={sweep}")
+    assert typo.returncode == 2 and typo.stderr.startswith("error: In 'train': Could not find 'model/nope'")
+    assert sweep.is_dir()  # claimed, with Hydra's multirun.yaml, before the jobs were composed
+
+    fixed = run_script("train.py", "-m", "model=rnn,gru", *tiny_sine, f"hydra.sweep.dir={sweep}")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert [read_status(job).status for job in job_dirs(sweep)] == ["ok", "ok"]
+    again = run_script("train.py", "-m", "model=rnn,gru", *tiny_sine, f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 2 and "holds another run" in again.stderr  # one with jobs is not taken

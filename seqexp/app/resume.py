@@ -9,6 +9,7 @@ limits into the run's config so that its DDP ranks and a later resume see them.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -16,7 +17,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from seqexp.app.run_status import RunStatus, read_status
 from seqexp.data.files import write_atomically
 from seqexp.errors import ConfigError, first_line
-from seqexp.run_layout import CHECKPOINT_DIR, HYDRA_DIR, LAST, MULTIRUN_CONFIG, SAVED_CONFIG, checkpoint_file
+from seqexp.run_layout import (
+    CHECKPOINT_DIR,
+    HYDRA_DIR,
+    LAST,
+    MULTIRUN_CONFIG,
+    SAVED_CONFIG,
+    TENSORBOARD_DIR,
+    checkpoint_file,
+)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's grid sweeper
 
@@ -63,6 +72,7 @@ def resume_arguments(argv: list[str]) -> list[str]:
                 f"{', '.join(EXTENDABLE)} may be given"
             )
     run_dir, checkpoint = locate_run(value)
+    check_writable(run_dir, value)
     status = read_status(run_dir)
     if status is not None and status.status == "running" and not status.process_gone():
         raise ConfigError(f"resume={value!r}: that run is still going (process {status.pid}, {status.host})")
@@ -121,6 +131,22 @@ def sweep_config(folder: Path) -> Path | None:
     if (folder / SAVED_CONFIG).is_file():  # a run's folder
         return None
     return next(iter(sorted(folder.glob(f"*/{HYDRA_DIR}/hydra.yaml"))), None)
+
+
+def check_writable(run_dir: Path, value: str) -> None:
+    """Raise ConfigError when the run's folders cannot be written (a read-only mount or permissions):
+    a resumed run goes on in them, and would otherwise fail in Hydra's logging set-up with a traceback."""
+    for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / TENSORBOARD_DIR):
+        if not folder.is_dir():
+            continue
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            raise ConfigError(
+                f"resume={value!r}: cannot write in {folder} ({error.strerror}); a resumed run continues in "
+                "its own folder: make it writable, or copy the run somewhere writable and resume the copy"
+            ) from None
 
 
 def locate_run(path: str) -> tuple[Path, Path | None]:

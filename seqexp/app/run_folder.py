@@ -28,7 +28,7 @@ from omegaconf import DictConfig, read_write
 from seqexp.app.cli import exit_with_user_error
 from seqexp.app.run_status import read_status, slurm_job_id
 from seqexp.errors import ConfigError
-from seqexp.run_layout import OWNER
+from seqexp.run_layout import MULTIRUN_CONFIG, OWNER, SWEEP_STOPPED
 
 # Set by resume=<sweep dir> (seqexp/app/resume.py) to the sweep's folder, which the sweep then re-enters.
 RESUMED_SWEEP = "SEQEXP_RESUMED_SWEEP"
@@ -104,12 +104,25 @@ def _claim(folder: Path) -> bool:
     try:
         descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        return _same_slurm_job(folder)
+        return _same_slurm_job(folder) or _abandoned(folder)
     with os.fdopen(descriptor, "w") as file:
         file.write(f"{os.getpid()}\n")
     if any(entry.name != OWNER for entry in folder.iterdir()):
         marker.unlink()
         return _same_slurm_job(folder)
+    return True
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether ``folder`` was claimed by a sweep that ended before any job began (a job's overrides that
+    did not compose, say): nothing in it but the sweep's own records, and no process holds it. It is
+    free again, so the corrected command can be run as it was typed."""
+    if any(entry.name not in (OWNER, MULTIRUN_CONFIG, SWEEP_STOPPED) for entry in folder.iterdir()):
+        return False
+    try:
+        os.close(hold(folder))
+    except ConfigError:  # held: a sweep that is still starting
+        return False
     return True
 
 
