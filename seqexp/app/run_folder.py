@@ -117,7 +117,10 @@ def _abandoned(folder: Path) -> bool:
     """Whether ``folder`` was claimed by a sweep that ended before any job began (a job's overrides that
     did not compose, say): nothing in it but the sweep's own records, and no process holds it. It is
     free again, so the corrected command can be run as it was typed."""
-    if any(entry.name not in (OWNER, MULTIRUN_CONFIG, SWEEP_STOPPED) for entry in folder.iterdir()):
+    names = {entry.name for entry in folder.iterdir()}
+    # Hydra writes multirun.yaml after the sweep took its lock: a folder without it may be a claim in
+    # progress, whose owner has not locked it yet.
+    if MULTIRUN_CONFIG not in names or not names <= {OWNER, MULTIRUN_CONFIG, SWEEP_STOPPED}:
         return False
     try:
         os.close(hold(folder))

@@ -62,7 +62,8 @@ class StopOnSignal(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+        # The validation that a stop asks for (the signal came during training) is the run's result.
+        if self.stopped or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         stop = self.received is not None
         if trainer.world_size > 1:  # every rank leaves the validation at the same batch
