@@ -11,7 +11,15 @@ signal recorded, and a line the output must hold. The same checks hold for every
   has every step once.
 
 To add a fault, add a row to FAULTS: the overrides, a strike (the helpers below, or a new one) and the
-outcome. Faults that need other checks (a full disk, a resume that must be refused) are further down.
+outcome. Faults that need checks of their own are further down (a read-only folder, a sweep folder whose
+jobs never composed), and the older ones live beside the code they test:
+
+- kills and signals to one run, a second Ctrl-C, SLURM's requeue, concurrent resumes, a changed corpus,
+  an adapted burn-in: tests/test_resume.py;
+- full disks (checkpoint, status file), generated folders taken in a race: tests/test_run_endings.py;
+- full disk or a kill during token-file preparation: tests/test_token_file.py;
+- two sweeps in the same second: tests/test_sweeps.py;
+- damaged or cut event files, a report piped into head: tests/test_report.py, tests/test_user_mistakes.py.
 """
 
 import contextlib
