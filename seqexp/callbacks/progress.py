@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
+from pytorch_lightning.callbacks import ProgressBar, Timer, TQDMProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 
 
@@ -67,16 +67,28 @@ class LogProgress(ProgressBar):
     def _line(self, trainer: pl.Trainer, now: float) -> str:
         step, elapsed = trainer.global_step, now - self._start
         total = trainer.estimated_stepping_batches
+        by_steps = bool(step and total and total != float("inf"))
+        left = elapsed / step * (total - step) if by_steps else None
+        # Whichever limit ends the run sooner, the step count or trainer.max_time (Lightning's Timer),
+        # is the one the percentage and the ETA follow.
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]
+        time_left = timer.time_remaining("train") if timer is not None else None
+        if time_left is not None:
+            time_left = max(time_left, 0.0)  # the Timer checks at the end of a step, so it can overrun
         parts = [f"step {step}"]
-        if total and total != float("inf"):
+        if time_left is not None and (left is None or time_left < left):
+            spent = timer.time_elapsed("train") if timer is not None else elapsed
+            parts = [f"step {step} ({spent / max(spent + time_left, 1e-9):.0%} of trainer.max_time)"]
+            left = time_left
+        elif total and total != float("inf"):
             parts = [f"step {step}/{int(total)} ({step / total:.0%})"]
         loss = trainer.progress_bar_metrics.get("train/loss")
         if loss is not None:
             parts.append(f"loss {float(loss):.4g}")
         parts.append(f"tokens/s {self._tokens / max(elapsed, 1e-9):,.0f}")
         parts.append(f"elapsed {_duration(elapsed)}")
-        if step and total and total != float("inf"):
-            parts.append(f"ETA {_duration(elapsed / step * (total - step))}")
+        if left is not None:
+            parts.append(f"ETA {_duration(left)}")
         return "  ".join(parts)
 
     @rank_zero_only
