@@ -1,5 +1,6 @@
-"""The one exception type for user mistakes, and how to find, judge and describe one; and the exception
-that ends a run stopped by a signal. Neither ends in a traceback.
+"""The one exception type for user mistakes, and how to find, judge and describe one; the exceptions
+that end a run stopped by a signal (or a sweep's job it stopped before the job began), and one ended by
+a fault outside its code (a lost DDP rank). None ends in a traceback.
 
 Anything raised as ``ConfigError`` is the user's to fix (a bad value, a missing file); the entry points
 print its message as one line and exit non-zero instead of showing a traceback.

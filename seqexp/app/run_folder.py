@@ -42,7 +42,7 @@ class OneRunPerFolder(Callback):
         folder = Path(str(config.hydra.sweep.dir)).resolve()
         if os.environ.get(RESUMED_SWEEP) != str(folder):
             self._claim_or_exit(config, "hydra.sweep.dir")
-        try:
+        try:  # kept open: the sweep holds its folder for as long as its process lives
             self._held = hold(Path(str(config.hydra.sweep.dir)))
         except ConfigError as error:
             exit_with_user_error(error)

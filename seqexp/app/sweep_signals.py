@@ -119,7 +119,7 @@ def _running_jobs(sweep_dir: Path) -> list[int]:
             continue
         try:
             status = read_status(job.parent)
-        except ValueError:  # a status file being written: the job checks the mark when it starts
+        except ValueError:  # a damaged status file: its job cannot be found, and checks the mark itself
             continue
         if status is not None and status.status == "running" and status.host == host:
             pids.append(status.pid)
