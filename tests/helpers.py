@@ -145,3 +145,22 @@ TINY_LOGGED = [
     "trainer.enable_progress_bar=false",
     "test_after_fit=false",
 ]
+
+
+# A character corpus trains a 1 x 512 model on 64 rows of 150 characters for 10 minutes by default
+# (conf/_text_training.yaml), which the few-KB corpora of the tests are too short for. These are the
+# small defaults the tests' text runs were written against; a test's own overrides come after and win.
+SMALL_CORPUS_TRAINING = [
+    "data.batch_size=32",
+    "seq_length=50",
+    "model.hidden_size=64",
+    "model.encoder=onehot",
+    "model.dropout=0.0",
+    "optim.lr=0.01",
+    "clip=5.0",
+    "scheduler=none",
+    "trainer.max_time=null",
+    "trainer.max_epochs=30",
+    "trainer.val_check_interval=1.0",
+    "trainer.check_val_every_n_epoch=1",
+]

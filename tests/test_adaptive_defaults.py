@@ -4,7 +4,7 @@ the text sample's prime on a corpus without the letters of "The". What a user se
 import pytest
 
 from seqexp.tasks.train import train
-from tests.helpers import assert_one_line, hydra_job_config, read_events
+from tests.helpers import SMALL_CORPUS_TRAINING, assert_one_line, hydra_job_config, read_events
 
 FAST = ["trainer.enable_progress_bar=false", "model.hidden_size=8"]
 
@@ -42,7 +42,8 @@ def text_run(tmp_path, *overrides: str) -> list[str]:
     corpus = tmp_path / "greek.txt"
     corpus.write_text(GREEK, encoding="utf-8")
     return [
-        "data=text", f"data.path={corpus}", "seq_length=20", "data.batch_size=4", *FAST,
+        "data=text", f"data.path={corpus}", *SMALL_CORPUS_TRAINING, "seq_length=20", "data.batch_size=4",
+        *FAST,
         "trainer.max_steps=4", "callbacks.text_sample.length=20", *overrides,
     ]  # fmt: skip
 

@@ -3,7 +3,7 @@
 import pytest
 
 from seqexp.tasks.train import train
-from tests.helpers import grammar_corpus, hydra_job_config, read_events
+from tests.helpers import SMALL_CORPUS_TRAINING, grammar_corpus, hydra_job_config, read_events
 from tests.spies import AnomalyRecorder
 
 QUIET = ["trainer.enable_progress_bar=false", "model.hidden_size=16"]
@@ -22,6 +22,7 @@ def data_overrides(data: str, corpus) -> list[str]:
         return [
             "data=text",
             f"data.path={corpus}",
+            *SMALL_CORPUS_TRAINING,
             "seq_length=20",
             "data.batch_size=8",
             "data.test_fraction=0.1",

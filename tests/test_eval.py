@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.helpers import assert_user_error, grammar_corpus
+from tests.helpers import SMALL_CORPUS_TRAINING, assert_user_error, grammar_corpus
 
 
 @pytest.fixture
@@ -14,7 +14,8 @@ def trained_text_run(tmp_path, run_script):
     corpus.write_text(grammar_corpus(800), encoding="utf-8")
     run = tmp_path / "run"
     result = run_script(
-        "train.py", "data=text", f"data.path={corpus}", "model=gru", "model.hidden_size=16",
+        "train.py", "data=text", f"data.path={corpus}", *SMALL_CORPUS_TRAINING, "model=gru",
+        "model.hidden_size=16",
         "trainer.max_steps=20", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -108,6 +108,7 @@ class Fault:
     says: str = ""  # in the output
     note: Callable[[str | None], bool] = lambda note: note is None  # what the status's note says
     max_steps: int = MAX_STEPS
+    jobs: int = 1  # that resume= finishes: a sweep's jobs, also those that never got a folder
     marks: list[pytest.MarkDecorator] = field(default_factory=list)
 
     @property
@@ -128,6 +129,7 @@ FAULTS = [
         statuses=["interrupted", "interrupted", "not started"],
         signal=signal.SIGTERM,
         says="the sweep was stopped by signal 15: python scripts/train.py resume=",
+        jobs=3,
     ),
     Fault(
         "sweep-ctrl-c",
@@ -138,6 +140,19 @@ FAULTS = [
         statuses=["interrupted", "not started", "not started"],
         signal=signal.SIGINT,
         says="the sweep was stopped by signal 2",
+        jobs=3,
+    ),
+    Fault(
+        "sweep-sigkill",
+        # Nothing can be recorded: the job in progress stays "running" (the report says killed), and the
+        # jobs after it never got a folder. resume=<sweep dir> still finishes all three.
+        SWEEP,
+        after_checkpoints(1, signal.SIGKILL, group=True),
+        exit_code=-signal.SIGKILL,
+        statuses=["running"],
+        signal=None,
+        jobs=3,
+        marks=[pytest.mark.slow],
     ),
     Fault(
         "ddp-rank-killed",
@@ -215,6 +230,8 @@ def test_a_fault_ends_as_the_table_says_and_resume_finishes_the_work(tmp_path, l
 
     resumed = run_train(f"resume={folder}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = job_dirs(folder) if fault.sweep else [folder]
+    assert len(runs) == fault.jobs
     for r in runs:
         assert read_status(r).status == "ok", resumed.stderr[-3000:]
         assert (

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import grammar_corpus, read_events, unigram_entropy_nats
+from tests.helpers import SMALL_CORPUS_TRAINING, grammar_corpus, read_events, unigram_entropy_nats
 
 
 @pytest.mark.parametrize("variant", ["diagonal", "full"])
@@ -26,7 +26,8 @@ def test_peephole_char_model_trains_checkpoints_and_samples(run_script, tmp_path
     (tmp_path / "corpus.txt").write_text(corpus, encoding="utf-8")
     run_dir = tmp_path / "run"
     result = run_script(
-        "train.py", "data=text", f"data.path={tmp_path / 'corpus.txt'}", "data.batch_size=8", "seq_length=32",
+        "train.py", "data=text", f"data.path={tmp_path / 'corpus.txt'}", *SMALL_CORPUS_TRAINING,
+        "data.batch_size=8", "seq_length=32",
         "model=peephole-lstm", "model.hidden_size=48", "model.num_layers=1", "optim.lr=0.01",
         "trainer.max_epochs=3", "trainer.enable_progress_bar=false", "callbacks.text_sample.prime=the",
         f"hydra.run.dir={run_dir}",

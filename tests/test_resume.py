@@ -14,7 +14,7 @@ import torch
 
 from seqexp.app.run_status import read_status
 from tests import warm_start
-from tests.helpers import assert_user_error, grammar_corpus, read_events, script_env
+from tests.helpers import SMALL_CORPUS_TRAINING, assert_user_error, grammar_corpus, read_events, script_env
 from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for
 
 # Logged every step, validated mid-epoch (an epoch of the default sine data is 15 windows), with 2 layers
@@ -105,6 +105,7 @@ def kill_group_after_checkpoint(run: Launched, run_dir: Path, max_steps: int) ->
 TEXT = [
     "data=text",
     "data.path=corpus.txt",
+    *SMALL_CORPUS_TRAINING,
     "seq_length=20",
     "data.batch_size=8",
     "callbacks.text_sample.prime=the",
@@ -373,7 +374,13 @@ def test_a_resume_on_changed_text_with_the_same_characters_is_refused_and_writes
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(grammar_corpus(300), encoding="utf-8")
     run = tmp_path / "run"
-    tiny_text = ["data=text", f"data.path={corpus}", "seq_length=20", "model.hidden_size=8"]
+    tiny_text = [
+        "data=text",
+        f"data.path={corpus}",
+        *SMALL_CORPUS_TRAINING,
+        "seq_length=20",
+        "model.hidden_size=8",
+    ]
     first = run_train(*tiny_text, "trainer.max_steps=3", f"hydra.run.dir={run}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     lines = corpus.read_text(encoding="utf-8").splitlines(keepends=True)

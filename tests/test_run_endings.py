@@ -20,7 +20,14 @@ from seqexp.checkpoints import AtomicCheckpointIO, NonFiniteWeights
 from seqexp.errors import ConfigError
 from seqexp.module import GRACE_STEPS, SequenceLightningModule
 from tests import warm_start
-from tests.helpers import REPO, assert_user_error, grammar_corpus, model_options, read_events
+from tests.helpers import (
+    REPO,
+    SMALL_CORPUS_TRAINING,
+    assert_user_error,
+    grammar_corpus,
+    model_options,
+    read_events,
+)
 
 
 def last_checkpoint(run_dir: Path) -> dict:
@@ -58,6 +65,7 @@ def small_gru_on_text(tmp_path) -> list[str]:
     return [
         "data=text",
         f"data.path={corpus}",
+        *SMALL_CORPUS_TRAINING,
         "model=gru",
         "model.hidden_size=16",
         "seq_length=20",

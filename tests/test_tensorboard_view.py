@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from seqexp.app.run_names import readable_overrides, run_name
-from tests.helpers import grammar_corpus
+from tests.helpers import SMALL_CORPUS_TRAINING, grammar_corpus
 
 
 def test_run_names_leave_out_what_was_not_chosen_and_shorten_long_floats(monkeypatch):
@@ -48,7 +48,7 @@ def two_runs(tmp_path, run_script) -> Path:
     budget = ["trainer.max_steps=20", "trainer.val_check_interval=10", "model.hidden_size=8"]
     for overrides in (
         ["data.n_points=800", "seq_length=10"],
-        ["model=gru", "data=text", f"data.path={corpus}", "data.batch_size=8"],
+        ["model=gru", "data=text", f"data.path={corpus}", *SMALL_CORPUS_TRAINING, "data.batch_size=8"],
     ):
         result = run_script("train.py", *overrides, *budget)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -20,7 +20,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests import warm_start
-from tests.helpers import REPO, WORDS, assert_user_error, grammar_corpus, unigram_entropy_nats
+from tests.helpers import (
+    REPO,
+    SMALL_CORPUS_TRAINING,
+    WORDS,
+    assert_user_error,
+    grammar_corpus,
+    unigram_entropy_nats,
+)
 
 TIMEOUT_S = 240
 
@@ -53,6 +60,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     overrides = [
         "data=text",
         f"data.path={root / 'corpus.txt'}",
+        *SMALL_CORPUS_TRAINING,
         "data.val_fraction=0.1",
         "data.test_fraction=0.05",
         "data.batch_size=16",
@@ -217,7 +225,14 @@ def test_a_four_letter_corpus_trains_with_the_default_top_k_and_refuses_a_typed_
     rng = random.Random(0)
     corpus = tmp_path / "dna.txt"
     corpus.write_text("".join(rng.choice("ACGT") for _ in range(20000)), encoding="utf-8")
-    tiny = ["data=text", f"data.path={corpus}", "seq_length=20", "model.hidden_size=8", "trainer.max_steps=3"]
+    tiny = [
+        "data=text",
+        f"data.path={corpus}",
+        *SMALL_CORPUS_TRAINING,
+        "seq_length=20",
+        "model.hidden_size=8",
+        "trainer.max_steps=3",
+    ]
     trained = run_script("train.py", *tiny, f"hydra.run.dir={tmp_path / 'run'}")
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "callbacks.text_sample.top_k: 4, the whole vocabulary, rather than 5" in trained.stdout

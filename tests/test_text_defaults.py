@@ -15,6 +15,7 @@ def training(overrides: list[str], tmp_path) -> dict[str, object]:
         **{f"model.{key}": cfg.model[key] for key in SIZE_KEYS},
         "seq_length": cfg.seq_length,
         "data.batch_size": cfg.data.batch_size,
+        "optim.lr": cfg.optim.lr,
         "scheduler": cfg.hydra.runtime.choices.scheduler,
         "trainer.max_time": cfg.trainer.max_time,
     }
@@ -34,21 +35,17 @@ def test_every_cell_gets_the_corpus_size(corpus, tmp_path):
         "model.dropout": 0.1,
         "seq_length": 150,
         "data.batch_size": 64,
-        "scheduler": "warmup_cosine",
+        "optim.lr": 0.0045,
+        "scheduler": "none",
         "trainer.max_time": "00:00:10:00",
     }
 
 
 def test_the_command_line_and_presets_win_over_the_corpus_and_the_sine_keeps_its_size(tmp_path):
-    typed = [
-        "model=lstm",
-        "data=shakespeare",
-        "model.hidden_size=64",
-        "scheduler=none",
-        "trainer.max_time=null",
-    ]
-    mine = training(typed, tmp_path)
-    assert (mine["model.hidden_size"], mine["scheduler"], mine["trainer.max_time"]) == (64, "none", None)
+    typed = ["model.hidden_size=64", "scheduler=warmup_cosine", "optim.lr=0.009", "trainer.max_time=null"]
+    mine = training(["model=lstm", "data=shakespeare", *typed], tmp_path)
+    chosen = (mine["model.hidden_size"], mine["scheduler"], mine["optim.lr"], mine["trainer.max_time"])
+    assert chosen == (64, "warmup_cosine", 0.009, None)
     assert mine["model.encoder"] == "embedding"  # what was not typed is still the corpus's
 
     quick = training(["experiment=shakespeare_quick"], tmp_path)
@@ -65,6 +62,7 @@ def test_the_command_line_and_presets_win_over_the_corpus_and_the_sine_keeps_its
         "model.dropout": 0.0,
         "seq_length": 50,
         "data.batch_size": 4,
+        "optim.lr": 0.01,
         "scheduler": "none",
         "trainer.max_time": None,
     }
@@ -86,3 +84,15 @@ def test_a_real_cell_sweep_on_the_plays_gives_every_job_the_same_size(tmp_path, 
     # GRU's parameters, and is still told it is small for 4.5 M characters).
     log = result.stdout + result.stderr
     assert log.count("the same order of magnitude, as the notes advise") == 2, log[-3000:]
+
+
+def test_eval_keeps_the_runs_own_window_on_another_corpus():
+    """eval.py composes the data group too, but not the training recipe: its seq_length stays the run's
+    (null: taken from the checkpoint)."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.helpers import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt=x", "data=text", "data.path=y"])
+    assert cfg.seq_length is None and "model" not in cfg and "trainer" not in cfg

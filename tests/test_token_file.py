@@ -20,6 +20,7 @@ from seqexp.data.streams import WindowStream
 from seqexp.data.text import TextDataModule, contiguous_splits
 from seqexp.data.token_file import prepared_tokens, smallest_dtype, token_paths
 from seqexp.errors import ConfigError
+from tests.helpers import SMALL_CORPUS_TRAINING
 
 
 def reference(raw: bytes) -> tuple[tuple[str, ...], torch.Tensor]:
@@ -236,7 +237,8 @@ def test_ddp_ranks_serve_their_rows_from_one_shared_token_file(tmp_path, run_scr
     _, ids = reference(source.read_bytes())
     data_dir, out = tmp_path / "data", tmp_path / "run"
     result = run_script(
-        "train.py", "data=text", f"data.path={source}", f"paths.data_dir={data_dir}", "trainer=ddp_cpu",
+        "train.py", "data=text", f"data.path={source}", *SMALL_CORPUS_TRAINING, f"paths.data_dir={data_dir}",
+        "trainer=ddp_cpu",
         "trainer.devices=2", "data.batch_size=2", "seq_length=16", "model.hidden_size=8",
         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "callbacks.text_sample.prime=a",
         "+callbacks.batches._target_=tests.spies.BatchRecorder", f"+callbacks.batches.out_dir={out}/batches",
