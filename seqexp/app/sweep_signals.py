@@ -32,7 +32,7 @@ from seqexp.app.cli import in_multirun
 from seqexp.app.run_status import read_status
 from seqexp.data.files import write_atomically
 from seqexp.errors import STOP_SIGNALS
-from seqexp.run_layout import HYDRA_DIR, STATUS_FILE, SWEEP_STOPPED
+from seqexp.run_layout import STATUS_FILE, SWEEP_STOPPED
 
 _sweep_dir: Path | None = None  # the folder of the sweep this process launches
 _stopped_by: int | None = None  # the first stop signal this process's sweep got
@@ -114,11 +114,9 @@ def _running_jobs(sweep_dir: Path) -> list[int]:
     """The pids of the jobs of ``sweep_dir`` that run on this machine, this process left out."""
     pids = []
     host = socket.gethostname()
-    for job in sweep_dir.glob(f"*/{HYDRA_DIR}"):
-        if not (job.parent / STATUS_FILE).is_file():
-            continue
+    for status_file in sweep_dir.glob(f"*/{STATUS_FILE}"):
         try:
-            status = read_status(job.parent)
+            status = read_status(status_file.parent)
         except ValueError:  # a damaged status file: its job cannot be found, and checks the mark itself
             continue
         if status is not None and status.status == "running" and status.host == host:

@@ -67,8 +67,8 @@ class LogProgress(ProgressBar):
     def _line(self, trainer: pl.Trainer, now: float) -> str:
         step, elapsed = trainer.global_step, now - self._start
         total = trainer.estimated_stepping_batches
-        by_steps = bool(step and total and total != float("inf"))
-        left = elapsed / step * (total - step) if by_steps else None
+        counted = bool(total) and total != float("inf")  # a step limit, rather than epochs of unknown length
+        left = elapsed / step * (total - step) if step and counted else None
         # Whichever limit ends the run sooner, the step count or trainer.max_time (Lightning's Timer),
         # is the one the percentage and the ETA follow.
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]
@@ -80,7 +80,7 @@ class LogProgress(ProgressBar):
             spent = timer.time_elapsed("train") if timer is not None else elapsed
             parts = [f"step {step} ({spent / max(spent + time_left, 1e-9):.0%} of trainer.max_time)"]
             left = time_left
-        elif total and total != float("inf"):
+        elif counted:
             parts = [f"step {step}/{int(total)} ({step / total:.0%})"]
         loss = trainer.progress_bar_metrics.get("train/loss")
         if loss is not None:

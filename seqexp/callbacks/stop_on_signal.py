@@ -3,12 +3,11 @@
 The handlers only note the signal; at the end of the step every rank agrees to stop (one of them having
 seen it is enough), Lightning validates once more because training stops early, and the run ends the
 usual way with its checkpoints written (seqexp.callbacks.latest_checkpoint). The train task then
-records ``interrupted`` and exits with 128 + the signal number. A second identical signal stops at once
-(Ctrl-C twice): the run is ``interrupted`` all the same, and continues from its last checkpoint. Under
-DDP it acts as if there were no handler, so that Lightning ends the other ranks too. A repeat within
-:data:`SAME_REQUEST_S` is the first request arriving twice, not a second one: a job of a sweep gets a
-terminal's Ctrl-C (or SLURM's SIGTERM) itself, and again from its sweep, which passes signals on
-(seqexp/app/sweep_signals.py).
+records ``interrupted`` and exits with 128 + the signal number. A second Ctrl-C stops at once: the run is
+``interrupted`` all the same, and continues from its last checkpoint. Under DDP it acts as if there were
+no handler, so that Lightning ends the other ranks too. Only SIGINT counts twice: the other signals may
+reach a process twice for one request (SLURM signals every process of a job, and a sweep passes the
+signals it gets on to its jobs, a Ctrl-C as SIGTERM: seqexp/app/sweep_signals.py).
 
 A signal during a validation of the fit cuts it short at the next batch: a long validation would
 otherwise hold the stop for minutes (SLURM kills 30 s after its SIGTERM). Its partial losses are
@@ -50,7 +49,7 @@ class StopOnSignal(pl.Callback):
             if self._one_process:
                 # Not a KeyboardInterrupt, which Lightning turns into exit status 1 (a failure).
                 raise RunInterrupted(signum)
-            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+            signal.signal(signum, signal.default_int_handler)
             signal.raise_signal(signum)
         self.received = self.received or signum
 
