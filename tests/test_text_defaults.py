@@ -4,7 +4,9 @@ size, and presets and the command line still win over it."""
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import compose_train
+from seqexp.errors import ConfigError
+from seqexp.tasks.train import build
+from tests.helpers import compose_train, grammar_corpus
 
 SIZE_KEYS = ("hidden_size", "num_layers", "encoder", "dropout")
 
@@ -34,7 +36,7 @@ def test_every_cell_gets_the_corpus_size(corpus, tmp_path):
         "model.encoder": "embedding",
         "model.dropout": 0.1,
         "seq_length": 150,
-        "data.batch_size": 64,
+        "data.batch_size": None,  # 64 rows where the splits fill them: test_a_short_corpus_halves_its_rows
         "optim.lr": 0.0045,
         "scheduler": "none",
         "trainer.max_time": "00:00:10:00",
@@ -96,3 +98,20 @@ def test_eval_keeps_the_runs_own_window_on_another_corpus():
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("eval", overrides=["ckpt=x", "data=text", "data.path=y"])
     assert cfg.seq_length is None and "model" not in cfg and "trainer" not in cfg
+
+
+def test_a_short_corpus_halves_its_rows_and_a_typed_batch_size_is_kept_or_refused(tmp_path, caplog):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(grammar_corpus(2_000)[:40_000])  # 4,000 validation characters: 26 rows of 151
+    rows = {}
+    for extra in ([], ["trainer=ddp_cpu", "trainer.devices=2"], ["seq_length=20"]):
+        cfg = compose_train(["data=text", f"data.path={corpus}", *extra], tmp_path)
+        datamodule, _, trainer = build(cfg)
+        windows = len(datamodule._window_stream("val", trainer.world_size))
+        rows[" ".join(extra)] = (datamodule.batch_size, windows)
+    assert rows == {"": (16, 1), "trainer=ddp_cpu trainer.devices=2": (8, 1), "seq_length=20": (64, 3)}
+    assert "data.batch_size: 16 rather than 64 rows per process" in caplog.text
+
+    typed = compose_train(["data=text", f"data.path={corpus}", "data.batch_size=32"], tmp_path)
+    with pytest.raises(ConfigError, match="batch_size=32"):
+        build(typed)

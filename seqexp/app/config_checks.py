@@ -106,7 +106,12 @@ def check_train_config(cfg: DictConfig) -> None:
 def check_data_config(data: DictConfig) -> None:
     """Raise ConfigError for a value that every dataset takes (StreamDataModule's arguments and the split
     fractions); the options of one dataset are its constructor's to judge."""
-    require("data.batch_size", data.batch_size, lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    require(
+        "data.batch_size",
+        data.batch_size,
+        lambda v: v is None or (is_int(v) and v >= 1),
+        "an integer >= 1, or null to fit the shortest split",
+    )
     if "seq_length" in data:  # ${seq_length} unless a preset or the command line sets it apart
         require("data.seq_length", data.seq_length, lambda v: is_int(v) and v >= 1, "an integer >= 1")
     if "eval_burn_in" in data:

@@ -14,7 +14,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from seqexp.data.spec import DataSpec
-from seqexp.data.streams import Batch, WindowStream
+from seqexp.data.streams import Batch, WindowStream, min_items
 from seqexp.errors import ConfigError
 
 
@@ -32,10 +32,14 @@ class StreamDataModule(pl.LightningDataModule):
     time_step = 1.0
     # Leading windows of each evaluation that only warm up the state when data.eval_burn_in is null.
     default_eval_burn_in = 0
+    # Rows per process when data.batch_size is null, halved until the shortest split fills them.
+    default_batch_size = 64
 
-    def __init__(self, batch_size: int, seq_length: int, eval_burn_in: int | None) -> None:
-        """``eval_burn_in=None``: :attr:`default_eval_burn_in` where the evaluation splits allow it. No
-        argument of a dataset has a default in Python: its conf/data/<name>.yaml is the one home of each."""
+    def __init__(self, batch_size: int | None, seq_length: int, eval_burn_in: int | None) -> None:
+        """``batch_size=None``: :attr:`default_batch_size` rows where every split gives them a window, else
+        the largest half of it that does. ``eval_burn_in=None``: :attr:`default_eval_burn_in` where the
+        evaluation splits allow it. No other argument of a dataset has a default in Python: its
+        conf/data/<name>.yaml is the one home of each."""
         super().__init__()
         self.batch_size = batch_size
         self.seq_length = seq_length
@@ -76,13 +80,31 @@ class StreamDataModule(pl.LightningDataModule):
             return series, self.targets[split]
         return series[:-1], series[1:]
 
+    def fit_batch_size(self, world_size: int) -> int:
+        """Settle a null ``batch_size`` for ``world_size`` processes (one log line when it is lowered) and
+        return it; a number is kept, and a split too short for it is refused where its stream is built."""
+        if self.batch_size is None:
+            self.setup()
+            shortest = min(len(self.aligned(split)[0]) for split in self.splits)
+            rows = self.default_batch_size
+            while rows > 1 and min_items(world_size * rows, self.seq_length) > shortest:
+                rows //= 2
+            if rows < self.default_batch_size:
+                rank_zero_info(
+                    f"data.batch_size: {rows} rather than {self.default_batch_size} rows per process, since "
+                    f"the shortest split ({shortest:,} {self.item_name}) is too short for "
+                    f"{world_size * rows * 2} rows of {self.seq_length + 1}; set data.batch_size to choose"
+                )
+            self.batch_size = rows
+        return self.batch_size
+
     def _window_stream(
         self, split: str, world_size: int = 1, rank: int = 0, device: torch.device | None = None
     ) -> WindowStream:
         self.setup()
         return WindowStream(
             self.splits[split],
-            self.batch_size,
+            self.fit_batch_size(world_size),
             self.seq_length,
             world_size,
             rank,

@@ -36,7 +36,7 @@ class EchoDataModule(StreamDataModule):
         noise: float,
         n_points: int,
         val_fraction: float,
-        batch_size: int,
+        batch_size: int | None,
         seq_length: int,
         eval_burn_in: int,
         seed: int,

@@ -45,7 +45,7 @@ class SineDataModule(StreamDataModule):
         phase: float,
         noise_std: float,
         val_fraction: float,
-        batch_size: int,
+        batch_size: int | None,
         seq_length: int,
         eval_burn_in: int | None,
         seed: int,

@@ -43,7 +43,7 @@ class TextDataModule(StreamDataModule):
         path: str | None,
         val_fraction: float,
         test_fraction: float,
-        batch_size: int,
+        batch_size: int | None,
         seq_length: int,
         eval_burn_in: int | None,
     ) -> None:

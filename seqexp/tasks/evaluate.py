@@ -113,7 +113,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     require_finite_weights(model, path=cfg.ckpt)
     run = run_config(file)
     datamodule = instantiate(data_config(cfg, run))
-    datamodule.batch_size *= processes(run)  # one process, the run's rows: the same windows
+    # One process, the run's rows: the same windows (a null batch_size fits the data as training did).
+    datamodule.batch_size = datamodule.fit_batch_size(processes(run)) * processes(run)
     datamodule.setup()
     data_spec = datamodule.spec
     if data_spec.tokens != spec.tokens:

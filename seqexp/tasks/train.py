@@ -167,6 +167,9 @@ def _run_job_in(run_dir: Path, cfg: DictConfig) -> float:
         if in_multirun():
             mark_stopped(Path(HydraConfig.get().sweep.dir), interrupted.signum)
             raise
+        # The run is recorded and the process leaves: a second Ctrl-C that lands now must not turn the
+        # exit into a KeyboardInterrupt (exit by SIGINT, not 130), so stop signals stay ignored.
+        before = dict.fromkeys(before, signal.SIG_IGN)
         sys.exit(128 + interrupted.signum)
     finally:
         for signum, handler in before.items():
