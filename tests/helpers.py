@@ -3,6 +3,12 @@
 import math
 import os
 import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,3 +170,50 @@ SMALL_CORPUS_TRAINING = [
     "trainer.val_check_interval=1.0",
     "trainer.check_val_every_n_epoch=1",
 ]
+
+
+def report(directory: Path, capsys) -> tuple[int, str, list[str]]:
+    """Run scripts/report.py in-process: (exit status, stdout, stderr lines)."""
+    from scripts.report import main
+
+    try:
+        main([str(directory)])
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()
+
+
+@contextmanager
+def mlflow_server(folder: Path, port: int) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1:``port`` with a SQLite backend in ``folder``; its URL, until the
+    block ends."""
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--default-artifact-root", str(folder / "mlflow-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-3000:]
+                assert time.monotonic() < deadline, "mlflow server did not answer in 90 s"
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

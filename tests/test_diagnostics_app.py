@@ -120,7 +120,7 @@ def test_the_logged_gradient_flow_of_the_final_model_matches_finite_differences(
         "train.py", *tiny_sine, "model=lstm", "model.hidden_size=4", f"hydra.run.dir={run_dir}"
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    curve = json.loads((run_dir / "tensorboard" / "grad_flow.json").read_text())
+    curve = json.loads((run_dir / "grad_flow.json").read_text())
     events = read_events(run_dir)
     assert curve["memory_steps"] == events.Scalars("val/memory_steps")[-1].value
     assert (

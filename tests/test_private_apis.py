@@ -47,9 +47,9 @@ def test_the_aten_ops_of_the_peephole_backward_exist():
 
 
 def test_the_fit_loop_still_logs_at_its_batches_that_stepped_counter():
-    # seqexp/module.py re-aligns it after a resume and seqexp/tensorboard_log.py gives figures that step.
+    # seqexp/module.py re-aligns it after a resume and seqexp/trackers/run_log.py gives figures that step.
     loop_fix = (
-        f"pytorch-lightning {pl.__version__}: seqexp/module.py and seqexp/tensorboard_log.py use "
+        f"pytorch-lightning {pl.__version__}: seqexp/module.py and seqexp/trackers/run_log.py use "
         "fit_loop.epoch_loop._batches_that_stepped as the logging step; adapt them before raising the pin"
     )
     from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop

@@ -9,6 +9,7 @@ hardware this machine lacks (a GPU, a SLURM cluster) or the network is composed 
 Trainer, and only its execution is skipped, with the reason.
 """
 
+import contextlib
 import os
 import re
 import shlex
@@ -21,7 +22,7 @@ import pytest
 import torch
 
 from tests import warm_start
-from tests.helpers import REPO, grammar_corpus, hydra_job_config, script_env
+from tests.helpers import REPO, grammar_corpus, hydra_job_config, mlflow_server, script_env
 
 # Appended to each command of a script: a few steps, a few windows, short samples, few trials.
 BUDGETS = {
@@ -215,7 +216,10 @@ def test_the_command_runs_as_written(workspace, where, command):
         if script == "train.py":
             compose_up_to_the_trainer(workspace, args)
         pytest.skip(f"{reason}: composed and built up to the Trainer, not executed")
-    result = run(workspace, script, [*args, *budget(script, args)])
+    server = re.search(r"tracking_uri=http://127\.0\.0\.1:(\d+)", " ".join(args))
+    # The README starts an MLflow server on that port the line before: so does the test.
+    with mlflow_server(workspace, int(server.group(1))) if server else contextlib.nullcontext():
+        result = run(workspace, script, [*args, *budget(script, args)])
     assert result.returncode == 0, f"{where}: {command}\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr
 

@@ -18,7 +18,6 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from scripts.report import main
 from seqexp.report.leaderboard import build_leaderboard
 from seqexp.report.plots import (
     AGAINST_PARAMETERS,
@@ -29,7 +28,7 @@ from seqexp.report.plots import (
     loss_against_time,
 )
 from seqexp.report.runs import find_runs
-from tests.helpers import job_folder, read_events
+from tests.helpers import job_folder, read_events, report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ASK = "give a multirun folder or a folder of runs"
@@ -130,17 +129,6 @@ def overwrite_middle(run, seed):
     events.write_bytes(data)
     assert len(record_starts(events)) < len(starts)  # TensorBoard's reader stops there, without a word
     return events, max(start for start in starts if start <= middle)
-
-
-def report(directory, capsys):
-    """Run the report in-process: (exit status, stdout, stderr lines)."""
-    try:
-        main([str(directory)])
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err.strip().splitlines()
 
 
 def test_text_runs_get_bpc_at_the_best_loss_and_every_state_is_listed(tmp_path, capsys):

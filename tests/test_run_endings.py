@@ -42,19 +42,30 @@ def all_finite(checkpoint: dict) -> bool:
     return all(torch.isfinite(value).all() for value in checkpoint["state_dict"].values())
 
 
-def test_a_run_stopped_by_max_steps_mid_epoch_validates_at_its_last_step(run_dir, run_script, tiny_sine):
-    # tiny_sine has 11 windows an epoch: 5 steps end in the middle of the first epoch.
-    result = run_script("train.py", *tiny_sine, "trainer.max_steps=5", f"hydra.run.dir={run_dir}")
+@pytest.mark.parametrize(
+    "limits, steps, validations",
+    [
+        (["trainer.max_steps=5"], 5, 1),  # tiny_sine has 11 windows an epoch: the middle of the first
+        # No epoch limit: the steps run on into the second epoch (the first one ends with a validation).
+        (["trainer.max_epochs=-1", "trainer.max_steps=16"], 16, 2),
+    ],
+)
+def test_a_run_stopped_by_max_steps_mid_epoch_validates_at_its_last_step(
+    run_dir, run_script, tiny_sine, limits, steps, validations
+):
+    result = run_script("train.py", *tiny_sine, *limits, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     events = read_events(run_dir)
     val = events.Scalars("val/loss")
-    assert len(val) == 1 and math.isfinite(val[0].value)
+    assert len(val) == validations and math.isfinite(val[-1].value)
+    assert val[-1].step == steps - 1
     status = read_status(run_dir)
-    assert status.status == "ok" and status.objective == pytest.approx(val[0].value, rel=1e-6)
-    assert events.Scalars("hp/best_val_loss")[-1].value == pytest.approx(val[0].value, rel=1e-6)
-    assert last_checkpoint(run_dir)["global_step"] == 5
+    best_val = min(point.value for point in val)
+    assert status.status == "ok" and status.objective == pytest.approx(best_val, rel=1e-6)
+    assert events.Scalars("hp/best_val_loss")[-1].value == pytest.approx(best_val, rel=1e-6)
+    assert last_checkpoint(run_dir)["global_step"] == steps
     (best,) = best_checkpoints(run_dir)
-    assert best.name == "best-step5.ckpt"
+    assert best.name == f"best-step{min(val, key=lambda point: point.value).step + 1}.ckpt"
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from seqexp.app.devices import choose_device
-from seqexp.callbacks import text_sample
 from seqexp.callbacks.text_sample import TextSample
 from seqexp.data.spec import DataSpec
 from seqexp.data.vocab import Vocab
@@ -107,29 +106,35 @@ def test_checkpoint_errors(tmp_path):
 
 
 class Recorder:
+    """A logger that takes text (seqexp.trackers.run_log.MediaLogger) and records it."""
+
     def __init__(self) -> None:
         self.texts: list[tuple[str, str, int]] = []
 
-    def add_text(self, tag: str, text: str, step: int) -> None:
+    def show_figure(self, tag: str, image: object, step: int) -> None:
+        raise AssertionError("a text sample draws no figure")
+
+    def show_text(self, tag: str, text: str, step: int) -> None:
         self.texts.append((tag, text, step))
 
 
-def test_text_sample_callback_logs_text_and_ignores_float_data(model, monkeypatch):
-    writer = Recorder()
-    monkeypatch.setattr(text_sample, "tensorboard_writer", lambda trainer: writer)
-    trainer = SimpleNamespace(sanity_checking=False, global_step=7, state=SimpleNamespace(fn=None))
+def test_text_sample_callback_logs_text_and_ignores_float_data(model):
+    logger = Recorder()
+    trainer = SimpleNamespace(
+        sanity_checking=False, global_step=7, state=SimpleNamespace(fn=None), loggers=[logger]
+    )
     callback = TextSample(prime="to be", length=40, top_k=3, temperature=1.0, seed=0)
 
     sine = SimpleNamespace(spec=DataSpec(input_size=1, output_size=1, tokens=False))
     callback.setup(trainer, sine, "fit")
     callback.on_validation_end(trainer, sine)
-    assert writer.texts == []
+    assert logger.texts == []
 
     text = SimpleNamespace(spec=DataSpec(len(VOCAB), len(VOCAB), tokens=True, vocab=VOCAB.chars), model=model)
     callback.setup(trainer, text, "fit")
     callback.on_validation_end(trainer, text)
     expected = sample_text(model, VOCAB, "to be", 40, top_k=3, temperature=1.0, seed=0)
-    assert writer.texts == [("val/sample", "\n".join(f"    {line}" for line in expected.split("\n")), 7)]
+    assert logger.texts == [("val/sample", expected, 7)]
 
 
 def test_text_sample_callback_refuses_a_prime_the_corpus_cannot_encode():

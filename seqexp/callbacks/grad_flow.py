@@ -1,25 +1,23 @@
 """Every few validations, how far back the loss still reaches: the gradient flow through time.
 
 Logs the figure ``val/grad_flow`` (the gradient norm against the lag, log scale, the truncation length
-marked) and the scalar ``val/memory_steps``, and keeps the latest curve in ``grad_flow.json`` beside the
-TensorBoard events, for scripts/report.py to overlay the runs' curves.
+marked) and the scalar ``val/memory_steps``, and keeps the latest curve in the run folder's
+``grad_flow.json``, for scripts/report.py to overlay the runs' curves.
 """
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
 from pytorch_lightning.utilities import rank_zero_warn
-from torch.utils.tensorboard import SummaryWriter
 
 from seqexp.callbacks.periodic import PeriodicDiagnostic
 from seqexp.diagnostics import MEMORY_THRESHOLD, gradient_flow, memory_steps
 from seqexp.errors import ConfigError
 from seqexp.run_layout import GRAD_FLOW_FILE
-from seqexp.tensorboard_log import validation_log_step
+from seqexp.trackers.run_log import RunLog, validation_log_step
 
 if TYPE_CHECKING:
     from seqexp.data.datamodule import StreamDataModule
@@ -49,7 +47,7 @@ class GradientFlow(PeriodicDiagnostic):
             raise ConfigError(f"{self.key}length={length} is invalid: it must be null or an integer >= 1")
         self.length, self.length_factor, self.rows = length, length_factor, rows
 
-    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, log: RunLog) -> None:
         module = cast("SequenceLightningModule", pl_module)
         # Lightning's DataConnector sets trainer.datamodule, which Trainer does not declare.
         datamodule = cast("StreamDataModule", trainer.datamodule)  # type: ignore[attr-defined]
@@ -59,10 +57,11 @@ class GradientFlow(PeriodicDiagnostic):
         norms = norms.cpu()
         memory = memory_steps(norms)
         step = validation_log_step(trainer)
-        writer.add_scalar("val/memory_steps", memory, global_step=step)
-        writer.add_figure("val/grad_flow", self.figure(norms, memory, seq_length, step), global_step=step)
+        log.scalar("val/memory_steps", memory, step)
+        log.figure("val/grad_flow", self.figure(norms, memory, seq_length, step), step)
         curve = {"step": step, "seq_length": seq_length, "memory_steps": memory, "norms": norms.tolist()}
-        (Path(writer.log_dir) / GRAD_FLOW_FILE).write_text(json.dumps(curve))
+        if log.run_dir is not None:
+            (log.run_dir / GRAD_FLOW_FILE).write_text(json.dumps(curve))
 
     def stretches(self, datamodule: "StreamDataModule", seq_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = datamodule.aligned("val")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, cast
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from seqexp.tensorboard_log import tensorboard_writer
+from seqexp.trackers.tensorboard import TensorBoardTracker
 
 if TYPE_CHECKING:
     # The module every run trains. Lightning passes it as a LightningModule, whose attributes it does not
@@ -33,6 +33,8 @@ class CustomScalarsLayout(pl.Callback):
 
     @rank_zero_only
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if writer is not None:
-            writer.add_custom_scalars(layout(cast("SequenceLightningModule", pl_module).spec.tokens))
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardTracker):
+                logger.experiment.add_custom_scalars(
+                    layout(cast("SequenceLightningModule", pl_module).spec.tokens)
+                )

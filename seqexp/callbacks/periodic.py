@@ -5,10 +5,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
-from torch.utils.tensorboard import SummaryWriter
 
 from seqexp.errors import ConfigError
-from seqexp.tensorboard_log import tensorboard_writer
+from seqexp.trackers.run_log import RunLog, run_log
 
 
 class PeriodicDiagnostic(pl.Callback):
@@ -32,25 +31,25 @@ class PeriodicDiagnostic(pl.Callback):
     def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
         return True
 
-    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, log: RunLog) -> None:
         raise NotImplementedError
 
     @rank_zero_only
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if trainer.sanity_checking or writer is None or not self.applies(trainer, pl_module):
+        log = run_log(trainer)
+        if trainer.sanity_checking or not log.shows_media or not self.applies(trainer, pl_module):
             return
         self.validations += 1
         if (self.validations - 1) % self.every == 0:
-            self._measure(trainer, pl_module, writer)
+            self._measure(trainer, pl_module, log)
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if writer is None or self.validations == 0 or self.measured_at == trainer.global_step:
+        log = run_log(trainer)
+        if not log.shows_media or self.validations == 0 or self.measured_at == trainer.global_step:
             return
-        self._measure(trainer, pl_module, writer)
+        self._measure(trainer, pl_module, log)
 
-    def _measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
-        self.measure(trainer, pl_module, writer)
+    def _measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, log: RunLog) -> None:
+        self.measure(trainer, pl_module, log)
         self.measured_at = trainer.global_step

@@ -13,12 +13,11 @@ import pytorch_lightning as pl
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from torch.utils.tensorboard import SummaryWriter
 
 from seqexp.callbacks.periodic import PeriodicDiagnostic
 from seqexp.diagnostics import closed_loop_forecast
 from seqexp.errors import ConfigError
-from seqexp.tensorboard_log import validation_log_step
+from seqexp.trackers.run_log import RunLog, validation_log_step
 
 if TYPE_CHECKING:
     from seqexp.data.datamodule import StreamDataModule
@@ -46,7 +45,7 @@ class SeriesFitPlot(PeriodicDiagnostic):
     def applies(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
         return not cast("SequenceLightningModule", pl_module).spec.tokens
 
-    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter) -> None:
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, log: RunLog) -> None:
         module = cast("SequenceLightningModule", pl_module)
         # Lightning's DataConnector sets trainer.datamodule, which Trainer does not declare.
         datamodule = cast("StreamDataModule", trainer.datamodule)  # type: ignore[attr-defined]
@@ -71,16 +70,16 @@ class SeriesFitPlot(PeriodicDiagnostic):
         if not (next_step and horizon > 0):
             figure.subplots_adjust(right=0.8)
             # Named for the first series, for every series: the tag users know from TensorBoard.
-            writer.add_figure("val/sine_fit", figure, global_step=step, close=False)
+            log.figure("val/sine_fit", figure, step)
             return
         warm_up = inputs[: self.warm_up].unsqueeze(0).to(module.device)
         forecast = closed_loop_forecast(module.model, warm_up, horizon).cpu()
         truth = inputs[self.warm_up : self.warm_up + horizon]
         mse = float(torch.mean((forecast - truth) ** 2))
-        writer.add_scalar("val/forecast_mse", mse, global_step=step)
+        log.scalar("val/forecast_mse", mse, step)
         self._draw_forecast(panels[1], inputs, forecast, dt, step, mse, float(torch.mean(truth**2)))
         figure.subplots_adjust(right=0.88, wspace=0.45)
-        writer.add_figure("val/forecast", figure, global_step=step, close=False)
+        log.figure("val/forecast", figure, step)
 
     def _draw_forecast(
         self,

@@ -1,4 +1,4 @@
-"""At each validation, a text sample from a fixed prime and seed, in TensorBoard's text tab."""
+"""At each validation, a text sample from a fixed prime and seed, in every logger that takes text."""
 
 from typing import TYPE_CHECKING, cast
 
@@ -8,7 +8,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from seqexp.data.vocab import Vocab
 from seqexp.sampling import sample_text
 from seqexp.sampling_options import as_text, check_sampling_options
-from seqexp.tensorboard_log import tensorboard_writer, validation_log_step
+from seqexp.trackers.run_log import run_log, validation_log_step
 
 if TYPE_CHECKING:
     from seqexp.data.datamodule import StreamDataModule
@@ -87,8 +87,8 @@ class TextSample(pl.Callback):
     @rank_zero_only
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         module = cast("SequenceLightningModule", pl_module)
-        writer = tensorboard_writer(trainer)
-        if trainer.sanity_checking or writer is None or not module.spec.tokens:
+        log = run_log(trainer)
+        if trainer.sanity_checking or not log.shows_media or not module.spec.tokens:
             return
         assert self.prime is not None, "setup() sets the prime for a model of tokens"
         text = sample_text(
@@ -100,8 +100,4 @@ class TextSample(pl.Callback):
             self.temperature,
             self.seed,
         )
-        # TensorBoard renders text as Markdown; indenting every line makes it a code block, which keeps
-        # line breaks and shows characters such as * and # as they are.
-        writer.add_text(
-            "val/sample", "\n".join(f"    {line}" for line in text.split("\n")), validation_log_step(trainer)
-        )
+        log.text("val/sample", text, validation_log_step(trainer))

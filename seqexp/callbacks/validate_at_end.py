@@ -17,7 +17,8 @@ class ValidateAtEnd(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         steps_done = 0 < trainer.max_steps <= trainer.global_step
-        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        epochs = trainer.max_epochs  # -1, or None: no limit (Lightning turns null into -1 with max_steps)
+        last_epoch = epochs is not None and epochs > 0 and trainer.current_epoch + 1 >= epochs
         epochs_done = last_epoch and batch_idx + 1 >= trainer.num_training_batches
         if steps_done or epochs_done:
             trainer.should_stop = True

@@ -3,8 +3,10 @@
 A run is a folder with a ``.hydra/`` subfolder or a ``status.json`` (Hydra writes the first for every
 run and every multirun job before the task starts; the train task writes the second). From it we read
 the composed config (``.hydra/config.yaml``), the command-line overrides (``.hydra/overrides.yaml``),
-the status file and every TensorBoard event file below it, with TensorBoard's own reader, and check
-each event file's records to the end, as that reader stops silently at the first damaged one.
+the status file and the run's scalars: from its ``metrics.csv``, which every run writes whatever loggers
+it has (seqexp/trackers/files.py), or, for runs from before that file, from every TensorBoard event file
+below it, with TensorBoard's own reader. Event files are checked to the end either way, as that reader
+stops silently at the first damaged record.
 """
 
 import json
@@ -25,11 +27,13 @@ from seqexp.run_layout import (
     EVENT_FILES,
     GRAD_FLOW_FILE,
     HYDRA_DIR,
+    METRICS_FILE,
     OVERRIDES,
     SAVED_CONFIG,
     STATUS_FILE,
     TENSORBOARD_DIR,
 )
+from seqexp.trackers.metrics_csv import read_rows
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,7 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
             warnings.append(f"{name}: {error}; listed without its overrides")
             overrides = []
         run = Run(name, config, overrides, status)
-        run.scalars, run.events_error = read_scalars(folder)
+        run.scalars, run.events_error = read_record(folder)
         run.damage = find_damage(folder)
         run.grad_flow = _read_grad_flow(folder)
         problems = [*map(str, run.events_damage), *filter(None, [run.events_fall_short])]
@@ -231,6 +235,17 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
             warnings.append(f"{name}: {'; '.join(problems)}")
         runs.append(run)
     return runs, skipped, warnings
+
+
+def read_record(folder: Path) -> tuple[dict[str, list[Point]], str | None]:
+    """The run's scalars and why none could be read: its metrics file where it has one, else its events."""
+    path = folder / METRICS_FILE
+    if not path.is_file():
+        return read_scalars(folder)
+    scalars: dict[str, list[Point]] = {}
+    for step, name, value, wall_time in read_rows(path):
+        scalars.setdefault(name, []).append(Point(step, value, wall_time))
+    return {name: sorted(points, key=lambda p: p.step) for name, points in scalars.items()}, None
 
 
 def read_scalars(folder: Path) -> tuple[dict[str, list[Point]], str | None]:
@@ -307,11 +322,14 @@ def _first_bad_record(path: Path) -> tuple[int, bool] | None:
 
 
 def _read_grad_flow(folder: Path) -> dict[str, Any] | None:
-    """The curve the gradient-flow callback left beside the run's events, if it left one."""
-    path = folder / TENSORBOARD_DIR / GRAD_FLOW_FILE
+    """The curve the gradient-flow callback left in the run's folder, if it left one."""
+    # In the run's folder; runs from before other loggers kept it beside their TensorBoard events.
+    path = next(
+        (p for p in (folder / GRAD_FLOW_FILE, folder / TENSORBOARD_DIR / GRAD_FLOW_FILE) if p.is_file()), None
+    )
     try:
-        curve = json.loads(path.read_text())
-    except (OSError, ValueError):  # none, or cut short by a kill: the run just has no curve
+        curve = json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):  # cut short by a kill: the run just has no curve
         return None
     return curve if isinstance(curve, dict) and isinstance(curve.get("norms"), list) else None
 

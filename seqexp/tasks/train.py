@@ -23,12 +23,13 @@ from seqexp.app.config_checks import check_train_config
 from seqexp.app.host_memory import reuse_freed_memory
 from seqexp.app.run_status import launched_process, run_recorded
 from seqexp.errors import STOP_SIGNALS, ConfigError, JobNotStarted, RunFailed, RunInterrupted, first_line
-from seqexp.run_layout import CHECKPOINT_DIR, EVENT_FILES, LAST
+from seqexp.run_layout import CHECKPOINT_DIR, LAST
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import Logger
 
     from seqexp.data.datamodule import StreamDataModule
     from seqexp.module import SequenceLightningModule
@@ -67,6 +68,8 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     from seqexp.models.size import check_model_fits
     from seqexp.module import SequenceLightningModule
     from seqexp.optimization import check_optimization
+    from seqexp.trackers.files import MetricsFile
+    from seqexp.trackers.run_log import announce_what_loggers_miss, metrics_file
 
     # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: noise a user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -94,7 +97,11 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     # anneal within its time budget. Last, so that the generators are restored after the other callbacks'
     # on_train_start.
     callbacks += [ExactResume(), FollowTimeBudget()]
-    loggers = [instantiate(logger) for logger in (cfg.get("logger") or {}).values() if logger]
+    chosen = (cfg.get("logger") or {}).items()
+    loggers = [cast("Logger", _instantiate(f"logger.{name}", node)) for name, node in chosen if node]
+    announce_what_loggers_miss(loggers)
+    if metrics_file(loggers) is None:  # the run's own record, which scripts/report.py reads
+        loggers.append(MetricsFile(cfg.paths.output_dir))
     trainer = _instantiate_trainer(cfg.trainer, callbacks, loggers)
     datamodule.check_streams(trainer)
 
@@ -186,7 +193,7 @@ def _stop_now(signum: int, frame: object) -> None:
 
 
 def _instantiate_trainer(
-    trainer_cfg: DictConfig, callbacks: list[object], loggers: list[object]
+    trainer_cfg: DictConfig, callbacks: list[object], loggers: "list[Logger]"
 ) -> "pl.Trainer":
     """The Trainer, or ConfigError with the first line of the Trainer's own refusal."""
     import torch
@@ -215,9 +222,9 @@ def _instantiate(key: str, node: DictConfig, **kwargs: object) -> object:
         return instantiate(node, **kwargs)
     except Exception as error:  # Hydra wraps the constructor's refusal; the cause is the message
         cause = error.__cause__ or error
-        if isinstance(cause, ConfigError) or not isinstance(
-            cause, ValueError | TypeError | MisconfigurationException
-        ):
+        if isinstance(cause, ConfigError):
+            raise cause from None  # already the one line for the user
+        if not isinstance(cause, ValueError | TypeError | MisconfigurationException):
             raise
         raise ConfigError(f"{key} refused its arguments: {first_line(cause).split(': ', 1)[-1]}") from None
 
@@ -235,10 +242,7 @@ def train(cfg: DictConfig) -> float:
         raise JobNotStarted(signum)
     check_train_config(cfg)
 
-    from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-
-    from seqexp.app.hydra_ddp import ddp_job_scope, lost_rank, start_ddp_ranks_from_the_job_config
-    from seqexp.callbacks.stop_on_signal import StopOnSignal
+    from seqexp.trackers.run_log import end_records
 
     if cfg.get("threads"):
         import torch
@@ -247,14 +251,32 @@ def train(cfg: DictConfig) -> float:
     if cfg.get("reuse_freed_memory", True):  # runs saved before the key existed get the default
         reuse_freed_memory()
     datamodule, module, trainer = build(cfg)
+    try:
+        objective = _train_built(cfg, datamodule, module, trainer)
+    except BaseException:
+        end_records(trainer, succeeded=False)
+        raise
+    end_records(trainer, succeeded=True)
+    return objective
+
+
+def _train_built(
+    cfg: DictConfig, datamodule: "StreamDataModule", module: "SequenceLightningModule", trainer: "pl.Trainer"
+) -> float:
+    from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+    from seqexp.app.hydra_ddp import ddp_job_scope, lost_rank, start_ddp_ranks_from_the_job_config
+    from seqexp.callbacks.stop_on_signal import StopOnSignal
+    from seqexp.trackers.run_log import continue_records, log_hyperparams
+
     if HydraConfig.initialized():
         start_ddp_ranks_from_the_job_config()
     parameters = module.parameter_count()
     rank_zero_info(size_advice(parameters, len(datamodule.splits["train"]), datamodule.item_name))
     if cfg.resume:
         rank_zero_info(f"resuming from {cfg.resume}")
-        _restart_tensorboard_at(trainer, cfg.resume)
-    elif _restart_tensorboard_at(trainer, None):
+        continue_records(trainer, _checkpoint_step(cfg.resume))
+    elif continue_records(trainer, None):
         rank_zero_info("starting again: an earlier attempt stopped before its first checkpoint")
     if not cfg.resume:
         # Logged as a scalar so that reports compare model sizes without rebuilding the models.
@@ -271,9 +293,7 @@ def train(cfg: DictConfig) -> float:
             f"{lost}, so the run stopped; its last checkpoint is intact: resume=<this run's folder> "
             "continues it"
         ) from None
-    for logger in trainer.loggers:
-        logger.log_hyperparams(_flat_hparams(cfg), metrics)
-        logger.finalize("success")
+    log_hyperparams(trainer, _flat_hparams(cfg), metrics)
     best, final = metrics["hp/best_val_loss"], metrics["hp/final_val_loss"]
     rank_zero_info(f"best val/loss {best:.6g}, final val/loss {final:.6g}")
     # Lightning's CallbackConnector sets trainer.callbacks, which Trainer does not declare.
@@ -320,33 +340,11 @@ def _fit_and_test(
     return metrics
 
 
-def _restart_tensorboard_at(trainer: "pl.Trainer", checkpoint: str | None) -> bool:
-    """Tell TensorBoard that the run restarts at the checkpoint's step (at step 0 without one, when an
-    earlier attempt left events): its readers drop the points the interrupted process logged after that
-    checkpoint, so the curves have no duplicated or rewound points. (The step is where Lightning logs the
-    next training step.) Whether there was anything to restart."""
-    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-
-    from seqexp.tensorboard_log import tensorboard_writer
-
-    writer = tensorboard_writer(trainer)
-    if writer is None or trainer.global_rank != 0:
-        return False
-    if checkpoint is None and len(list(Path(writer.get_logdir()).glob(EVENT_FILES))) < 2:
-        return False  # only this process's own file: a new run
-    step = 0 if checkpoint is None else _checkpoint_step(checkpoint)
-    # torch sets file_writer to None in __init__ before it opens one, and mypy infers its type from that.
-    writer.file_writer.add_event(  # type: ignore[attr-defined]
-        Event(step=step, session_log=SessionLog(status=SessionLog.START))
-    )
-    writer.flush()
-    return True
-
-
 def _checkpoint_step(checkpoint: str) -> int:
     import torch
 
-    # mmap: only the step is read, not the weights (check_resume has read the file already).
+    # The step Lightning logs the next training step at. mmap: only the step is read, not the weights
+    # (check_resume has read the file already).
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 

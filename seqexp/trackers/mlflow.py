@@ -1,0 +1,87 @@
+"""``logger=mlflow``: Lightning's MLflow logger, taking the figures and text samples as artifacts, and
+continuing the same MLflow run when the run resumes (its id kept in trackers.json)."""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities import rank_zero_only
+
+from seqexp.trackers.attach import remember_id, remembered_id, require_package
+from seqexp.trackers.run_log import not_logged_before
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+TRACKER = "mlflow"
+
+
+class MLflowTracker(MLFlowLogger):
+    def __init__(self, run_dir: str, tracking_uri: str, experiment_name: str) -> None:
+        require_package("mlflow", TRACKER)
+        self._run_dir = Path(run_dir)
+        resumed = remembered_id(run_dir, TRACKER)
+        self._resumed = resumed is not None
+        self._logged: Mapping[str, int] = {}  # the earlier attempts' last step of each name: not again
+        super().__init__(
+            experiment_name=experiment_name,
+            tracking_uri=tracking_uri,
+            run_name="/".join(self._run_dir.parts[-2:]),
+            run_id=resumed,
+            tags={"run_dir": str(self._run_dir)},
+        )
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> "MlflowClient":
+        client = super().experiment
+        if not self._resumed:  # the run was created just now: remember it for a resume
+            # (run_id would ask for the experiment again: this is it.)
+            assert self._run_id is not None, "MLFlowLogger.experiment creates the run"
+            remember_id(self._run_dir, TRACKER, self._run_id)
+            self._resumed = True
+        return client
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        fresh = {
+            name: value for name, value in metrics.items() if not_logged_before(self._logged, name, step)
+        }
+        if fresh:
+            super().log_metrics(fresh, step)
+
+    @rank_zero_only
+    def log_hyperparams(
+        self, params: Any, metrics: Mapping[str, float] | None = None, step: int | None = None
+    ) -> None:
+        # MLflow's params cannot change: a resumed run keeps the values it started with (its command
+        # line's resume= and trainer limits are the ones that differ) and adds only new keys.
+        logged = self.experiment.get_run(self.run_id).data.params
+        super().log_hyperparams({k: v for k, v in dict(params).items() if k not in logged})
+        if metrics:
+            self.log_metrics(metrics, step)
+
+    @rank_zero_only
+    def show_figure(self, tag: str, image: np.ndarray, step: int) -> None:
+        # Artifacts are named by step, so a resume that logs a step again replaces its figure.
+        self.experiment.log_image(self.run_id, image, artifact_file=f"figures/{tag}/step-{step:07d}.png")
+
+    @rank_zero_only
+    def show_text(self, tag: str, text: str, step: int) -> None:
+        self.experiment.log_text(self.run_id, text, f"samples/{tag}/step-{step:07d}.txt")
+
+    def continue_at(self, step: int | None, logged: Mapping[str, int]) -> bool:
+        """MLflow keeps every point it was sent: the points an earlier attempt logged are not sent again
+        (a resumed run is exact, so they are the same values)."""
+        if not self._resumed:
+            return False
+        self._logged = logged
+        return bool(logged)
+
+    @rank_zero_only
+    def end_record(self, succeeded: bool) -> None:
+        if self._initialized:
+            self.experiment.set_terminated(self.run_id, "FINISHED" if succeeded else "KILLED")
