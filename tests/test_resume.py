@@ -3,6 +3,7 @@ it had never stopped, a signal stops it cleanly with its state saved, SLURM's re
 its own folder, and a bad resume= is refused without touching anything. Every run gets a folder of its
 own (a named folder that holds a run is refused). Sweeps stopped by a signal: tests/test_faults.py."""
 
+import json
 import os
 import shutil
 import signal
@@ -13,9 +14,11 @@ import pytest
 import torch
 
 from seqexp.app.run_status import read_status
+from seqexp.trackers.metrics_csv import read_rows
 from tests import warm_start
 from tests.helpers import SMALL_CORPUS_TRAINING, assert_user_error, grammar_corpus, read_events, script_env
 from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for
+from tests.tracker_readers import mlflow_steps, wandb_history
 
 # Logged every step, validated mid-epoch (an epoch of the default sine data is 15 windows), with 2 layers
 # and dropout so that a resume must restore the random generators too.
@@ -115,7 +118,11 @@ KILL_CASES = [
     pytest.param(["model=rnn", SAVE_OFTEN], id="sine-rnn", marks=pytest.mark.slow),
     pytest.param(["model=gru", SAVE_OFTEN], id="sine-gru", marks=pytest.mark.slow),
     pytest.param(["model=peephole-lstm", SAVE_OFTEN], id="sine-peephole-lstm", marks=pytest.mark.slow),
-    pytest.param([*TEXT, "model=gru", SAVE_OFTEN], id="text-gru", marks=pytest.mark.slow),
+    pytest.param(  # every tracker too: each holds every step once
+        [*TEXT, "model=gru", SAVE_OFTEN, "logger=[tensorboard,mlflow,wandb]"],
+        id="text-gru",
+        marks=pytest.mark.slow,
+    ),
     pytest.param(
         # Each process carries data.batch_size rows: 2 each keeps the validation split long enough.
         ["model=lstm", "trainer=ddp_cpu", "trainer.devices=2", "data.batch_size=2", SAVE_OFTEN],
@@ -138,6 +145,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_exactly(tmp_path, launch, overr
     interrupted = launch(*config, f"hydra.run.dir={killed}")
 
     kill_group_after_checkpoint(interrupted, killed, max_steps)
+    logged_before_the_kill = train_loss_steps(killed)
     resumed = launch(f"resume={killed}")
     assert_finished(resumed, killed, max_steps)
     assert_finished(uninterrupted, reference, max_steps)
@@ -145,6 +153,26 @@ def test_a_run_killed_after_a_checkpoint_resumes_exactly(tmp_path, launch, overr
     assert steps(killed, "train/loss") == list(range(max_steps))
     assert_same_points(killed, reference)
     assert_same_weights(killed, reference)
+    if any(override.startswith("logger=") for override in overrides):
+        assert_every_tracker_holds_each_step_once(killed, tmp_path, max_steps, logged_before_the_kill)
+
+
+def train_loss_steps(run_dir: Path) -> list[int]:
+    return [step for step, name, _, _ in read_rows(run_dir / "metrics.csv") if name == "train/loss"]
+
+
+def assert_every_tracker_holds_each_step_once(
+    run_dir: Path, cwd: Path, max_steps: int, logged_before_the_kill: list[int]
+) -> None:
+    ids = json.loads((run_dir / "trackers.json").read_text())
+    assert train_loss_steps(run_dir) == list(range(max_steps))
+    mlflow = mlflow_steps(f"file:{cwd / 'outputs' / 'mlruns'}", ids["mlflow"], "train/loss")
+    assert mlflow == list(range(max_steps))
+    # W&B's service writes its files in its own time, and a SIGKILL loses what it had not written yet;
+    # the resumed run cannot tell those points from the ones it kept, so it sends only what comes after.
+    wandb = [row["trainer/global_step"] for row in wandb_history(run_dir) if "train/loss" in row]
+    assert wandb == sorted(set(wandb)) and wandb[-1] == max_steps - 1
+    assert set(range(max(logged_before_the_kill) + 1, max_steps)) <= set(wandb)
 
 
 # --------------------------------------------------------------------------------------------------------
