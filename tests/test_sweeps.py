@@ -60,6 +60,7 @@ def test_a_diverged_trial_counts_as_inf_and_the_search_goes_on(tmp_path, run_scr
     assert [read_status(job).status for job in job_dirs(sweep)] == ["diverged", "diverged"]
 
 
+@pytest.mark.slow  # the fault table's joblib row (tests/test_faults.py) runs a parallel sweep, fast tier
 def test_a_joblib_sweep_runs_its_jobs_in_parallel_processes(tmp_path, run_script, tiny_sine, best_val_loss):
     sweep = tmp_path / "sweep"
     result = run_script(
