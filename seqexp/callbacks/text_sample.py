@@ -1,5 +1,6 @@
 """At each validation, a text sample from a fixed prime and seed, in TensorBoard's text tab."""
 
+import itertools
 from typing import TYPE_CHECKING, cast
 
 import pytorch_lightning as pl
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 KEY = "callbacks.text_sample."  # where conf/callbacks/default.yaml puts this callback, for messages
 DEFAULT_PRIME = "The"
+PRIME_SEARCH = 10_000  # held-out positions tried for a default prime the model can read
 
 
 def _set_on_the_command_line(option: str) -> bool:
@@ -79,11 +81,20 @@ class TextSample(pl.Callback):
             return DEFAULT_PRIME
         # Lightning's DataConnector sets trainer.datamodule, which Trainer does not declare.
         datamodule = cast("StreamDataModule", trainer.datamodule)  # type: ignore[attr-defined]
-        held_out = datamodule.splits["val"][: len(DEFAULT_PRIME)]
-        prime = tokenizer.decode(held_out)
+        held_out = datamodule.splits["val"]
+        # The first few tokens of the held-out text that the tokenizer reads back (a word model's may
+        # hold an <unk>), else the first vocabulary entry that it does: every character, every word.
+        stretches = (
+            tokenizer.decode(held_out[start : start + len(DEFAULT_PRIME)])
+            for start in range(min(len(held_out), PRIME_SEARCH))
+        )
+        entries = (tokenizer.decode([index]) for index in range(len(tokenizer)))
+        prime = next(
+            text for text in itertools.chain(stretches, entries) if tokenizer.unencodable(text) is None
+        )
         rank_zero_info(
-            f"{KEY}prime: {prime!r}, the start of the held-out text, since the corpus has no "
-            f"{DEFAULT_PRIME!r}; set {KEY}prime to choose another"
+            f"{KEY}prime: {prime!r}, taken from the held-out text (or the vocabulary), since the model "
+            f"cannot read {DEFAULT_PRIME!r}; set {KEY}prime to choose another"
         )
         return prime
 

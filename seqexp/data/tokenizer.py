@@ -39,8 +39,10 @@ UNITS = {"char": "characters", "word": "words", "bpe": "tokens"}
 UNKNOWN = "<unk>"
 BYTES = 256  # byte-level BPE starts from every byte, so that any text encodes
 # GPT-2's split of text into words, which keeps every character: contractions, letters or digits with
-# at most one space before them, punctuation likewise, and runs of whitespace.
-WORD_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# at most one space before them, punctuation likewise, and runs of whitespace. GPT-2 leaves the last
+# space of a run to the word after it; here a run is one word wherever it stands, so that a prime ending
+# in spaces or line breaks reads them as the corpus did.
+WORD_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+"
 
 
 class TextTokenizer(Protocol):
