@@ -36,7 +36,8 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 def test_two_ddp_ranks_train_a_bpe_model_like_one_process_with_twice_the_batch(tmp_path):
     (tmp_path / "corpus.txt").write_text(grammar_corpus(300), encoding="utf-8")
-    common = [*TINY_TEXT, "data.path=corpus.txt", "trainer.max_epochs=2", "trainer.max_steps=-1"]
+    # 30 steps of an epoch of 112 windows, validated every 10.
+    common = [*TINY_TEXT, "data.path=corpus.txt", "trainer.max_steps=30", "trainer.val_check_interval=10"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     first = run_train(*common, "data.batch_size=4", f"hydra.run.dir={single}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -50,10 +51,11 @@ def test_two_ddp_ranks_train_a_bpe_model_like_one_process_with_twice_the_batch(t
     )
     assert second.returncode == 0, second.stderr[-3000:]
     one, two = scalars(single, "train/loss"), scalars(ddp, "train/loss")
-    assert len(one) == len(two) > 20
+    assert len(one) == len(two) == 30
     assert [step for step, _ in two] == [step for step, _ in one]
     assert [loss for _, loss in two] == pytest.approx([loss for _, loss in one], abs=1e-5)
     # The ranks' rows hold different numbers of characters: bpc sums them across the ranks.
+    assert len(scalars(single, "val/bpc")) == 3
     for tag in ("val/loss", "val/bpc"):
         assert [v for _, v in scalars(ddp, tag)] == pytest.approx(
             [v for _, v in scalars(single, tag)], abs=1e-6
