@@ -242,7 +242,7 @@ def _prepare_trained(
 
     untrained_tokenizer, trainer = untrained(kind, vocab_size)
     train_text = next(pieces for split, pieces in split_texts() if split == "train")
-    untrained_tokenizer.train_from_iterator(("".join(lines) for lines in lines_of(train_text)), trainer)
+    untrained_tokenizer.train_from_iterator(lines_of(train_text), trainer)  # batches of lines
     tokenizer = TrainedTokenizer(untrained_tokenizer.to_str(), unknown_chars=0.0)
     if kind == "bpe" and len(tokenizer) < vocab_size:
         raise ConfigError(

@@ -9,9 +9,9 @@ BPE pieces that Hugging Face's tokenizers learns from a corpus's training split 
 - ``bpe``: byte-level BPE: the 256 bytes plus the merges learnt from the training split, ``vocab_size``
   ids in all. Every UTF-8 text encodes, and decodes back exactly.
 
-Text is encoded line by line (each line with its line break), so a token never spans two lines: a corpus
-read in chunks and a prime typed on the command line are cut into tokens the same way, and the lines
-of a chunk are encoded in parallel.
+Text is learnt from and encoded line by line (each line with its line break), so a token never spans two
+lines: a corpus read in chunks and a prime typed on the command line are cut into tokens the same way,
+and the lines of a chunk are encoded in parallel.
 
 Bits per character need each token's length in characters (:meth:`TrainedTokenizer.char_lengths`). A
 BPE piece may hold part of a character (an emoji is four bytes); it counts the characters that start in
@@ -67,10 +67,11 @@ def check_tokenizer_options(tokenizer: str, vocab_size: int) -> None:
         raise ConfigError(
             f"data.tokenizer={tokenizer!r} is invalid: it must be one of {', '.join(TOKENIZERS)}"
         )
-    smallest = {"char": 1, "word": 2, "bpe": BYTES}[tokenizer]
+    if tokenizer == "char":
+        return  # the corpus's characters are the vocabulary: data.vocab_size is not used
+    smallest = {"word": 2, "bpe": BYTES}[tokenizer]
     if vocab_size < smallest:
         why = {
-            "char": "",
             "word": " (<unk> and at least one word)",
             "bpe": f": bpe starts from an alphabet of the {BYTES} bytes, so that any UTF-8 text encodes",
         }[tokenizer]
@@ -142,9 +143,10 @@ class TrainedTokenizer:
         """Why ``text`` cannot be encoded faithfully (words the vocabulary lacks), or None."""
         if self.unknown_id is None:
             return None
-        pieces = self.tokenizer.pre_tokenizer.pre_tokenize_str(text)
+        split = self.tokenizer.pre_tokenizer.pre_tokenize_str
+        pieces = (piece for line in text.splitlines(keepends=True) for piece, _ in split(line))
         vocab = self.tokenizer.get_vocab()
-        unknown = list(dict.fromkeys(piece for piece, _ in pieces if piece not in vocab))
+        unknown = list(dict.fromkeys(piece for piece in pieces if piece not in vocab))
         if not unknown:
             return None
         return (
