@@ -137,7 +137,10 @@ class SequenceLightningModule(pl.LightningModule):
             self._eval_losses.append(loss)
             if self._char_lengths is not None:
                 targets = batch[1]
-                self._char_lengths = self._char_lengths.to(targets.device)  # a no-op after the first
+                # A no-op after the first window. float64 keeps a char run's count exact (its bpc is then
+                # exactly loss / ln 2); Apple's MPS has no float64, and gets float32.
+                dtype = torch.float32 if targets.device.type == "mps" else torch.float64
+                self._char_lengths = self._char_lengths.to(targets.device, dtype)
                 self._eval_chars.append(self._char_lengths[targets].sum())
                 self._eval_tokens += targets.numel()
 
