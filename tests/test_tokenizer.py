@@ -11,6 +11,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from seqexp.data import tokenizer as tokenizer_module
 from seqexp.data.streams import rank_rows, windows_per_row
 from seqexp.data.text import TextDataModule
 from seqexp.data.token_file import Tokenization, prepared_tokens, token_paths
@@ -52,6 +53,19 @@ def test_bpe_round_trips_any_utf8_text_and_counts_its_characters(tmp_path):
     # The token file holds the corpus as it is read (CRLF read as LF, as for characters), split by split.
     as_read = (MIXED * 40).replace("\r\n", "\n")
     assert "".join(tokenizer.decode(data.splits[split]) for split in ("train", "val")) == as_read
+
+
+def test_a_corpus_without_line_breaks_is_read_in_bounded_pieces_and_round_trips(tmp_path, monkeypatch):
+    # Lines are the unit of encoding: one line as long as the corpus is cut (before a space) rather than
+    # held whole, here every 200 characters of 500-byte chunks.
+    monkeypatch.setattr(tokenizer_module, "LONGEST_LINE", 200)
+    text = grammar_corpus(300).replace("\n", " ")
+    source = tmp_path / "corpus.txt"
+    source.write_text(text, encoding="utf-8")
+    prepared = prepared_tokens(source, tmp_path, Tokenization("bpe", 280, 0.1, 0.0), chunk_bytes=500)
+    batches = list(tokenizer_module.lines_of([text[i : i + 500] for i in range(0, len(text), 500)]))
+    assert max(len(line) for lines in batches for line in lines) <= 200 + 500
+    assert prepared.tokenizer.decode(torch.from_numpy(prepared.tokens.astype("int64"))) == text
 
 
 @pytest.mark.parametrize("kind", ["bpe", "word"])

@@ -38,6 +38,7 @@ TOKENIZERS = ("char", "word", "bpe")
 UNITS = {"char": "characters", "word": "words", "bpe": "tokens"}
 UNKNOWN = "<unk>"
 BYTES = 256  # byte-level BPE starts from every byte, so that any text encodes
+LONGEST_LINE = 1 << 20  # characters; a longer line is cut (lines_of)
 # GPT-2's split of text into words, which keeps every character: contractions, letters or digits with
 # at most one space before them, punctuation likewise, and runs of whitespace. GPT-2 leaves the last
 # space of a run to the word after it; here a run is one word wherever it stands, so that a prime ending
@@ -101,11 +102,19 @@ def untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
 
 def lines_of(pieces: Iterable[str]) -> Iterator[list[str]]:
     """The text of ``pieces`` as batches of whole lines (each with its line break), one batch per piece;
-    a line cut by the end of a piece goes into the next batch."""
+    a line cut by the end of a piece goes into the next batch.
+
+    A line longer than :data:`LONGEST_LINE` characters (a corpus with no line breaks) is cut before its
+    last space there, or anywhere if it has none, so that memory stays bounded by the chunk size.
+    """
     carry = ""
     for piece in pieces:
         lines = (carry + piece).splitlines(keepends=True)
         carry = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        if len(carry) > LONGEST_LINE:
+            cut = carry.rfind(" ", 1) if " " in carry[1:] else len(carry)
+            lines.append(carry[:cut])
+            carry = carry[cut:]
         if lines:
             yield lines
     if carry:
