@@ -115,6 +115,10 @@ def test_a_resume_refuses_a_changed_bpe_vocabulary_in_one_line(bpe_run, tmp_path
 def test_sampling_from_a_bpe_checkpoint_needs_no_corpus(bpe_run, tmp_path, run_script):
     checkpoint = tmp_path / "model.ckpt"
     shutil.copy(bpe_run / "checkpoints" / "last.ckpt", checkpoint)
+    # The tokenizer travels as plain JSON text, which weights_only loading accepts.
+    data = torch.load(checkpoint, weights_only=True)["hyper_parameters"]["data"]
+    assert isinstance(data["tokenizer"], str) and json.loads(data["tokenizer"])["model"]["type"] == "BPE"
+    assert (data["input_size"], data["vocab"]) == (280, [])
     shutil.rmtree(bpe_run.parent / "data", ignore_errors=True)
     (bpe_run.parent / "corpus.txt").unlink()
     # A prime with an emoji and Greek the corpus never had: byte-level BPE encodes any text.
