@@ -28,6 +28,7 @@ from pytorch_lightning.utilities.types import LRSchedulerConfigType, OptimizerLR
 from torch import nn
 
 from seqexp.data.spec import DataSpec
+from seqexp.data.tokenizer import text_tokenizer
 from seqexp.models.sequence_model import State, build_model, detach_state, evaluating
 from seqexp.optimization import make_lr_scheduler, make_optimizer
 
@@ -59,6 +60,11 @@ class SequenceLightningModule(pl.LightningModule):
         self.model = build_model(model, self.spec)
         self.states: dict[str, State] = dict.fromkeys(STAGES)
         self._eval_losses: list[torch.Tensor] = []
+        # Text: each token id's length in characters, and the characters of the targets scored so far,
+        # for bits per character whatever a token is (a plain attribute: checkpoints hold the tokenizer).
+        self._char_lengths = text_tokenizer(self.spec).char_lengths() if self.spec.tokens else None
+        self._eval_chars: list[torch.Tensor] = []
+        self._eval_tokens = 0
 
     # -- the shared step -------------------------------------------------------------------------
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -129,6 +135,14 @@ class SequenceLightningModule(pl.LightningModule):
         loss = self._step(stage, batch)
         if batch_idx >= self.spec.eval_burn_in:
             self._eval_losses.append(loss)
+            if self._char_lengths is not None:
+                targets = batch[1]
+                # A no-op after the first window. float64 keeps a char run's count exact (its bpc is then
+                # exactly loss / ln 2); Apple's MPS has no float64, and gets float32.
+                dtype = torch.float32 if targets.device.type == "mps" else torch.float64
+                self._char_lengths = self._char_lengths.to(targets.device, dtype)
+                self._eval_chars.append(self._char_lengths[targets].sum())
+                self._eval_tokens += targets.numel()
 
     # -- state resets ----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -138,17 +152,19 @@ class SequenceLightningModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.states["val"] = None
-        self._eval_losses = []
+        self.discard_evaluation()
 
     def on_test_epoch_start(self) -> None:
         self.states["test"] = None
-        self._eval_losses = []
+        self.discard_evaluation()
 
     # -- evaluation metrics ----------------------------------------------------------------------
     def discard_evaluation(self) -> None:
         """Forget the losses of an evaluation that is cut short (a signal mid-validation): a partial
         mean is not a score, so nothing is logged for it."""
         self._eval_losses = []
+        self._eval_chars = []
+        self._eval_tokens = 0
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")
@@ -166,15 +182,25 @@ class SequenceLightningModule(pl.LightningModule):
         mean = float(self.trainer.strategy.reduce(local_mean, reduce_op="mean"))
         metrics = {f"{stage}/loss": mean}
         if self.spec.tokens:
-            metrics[f"{stage}/bpc"] = mean / math.log(2)
+            metrics[f"{stage}/bpc"] = mean * self._tokens_per_char() / math.log(2)
             metrics[f"{stage}/ppl"] = math.exp(mean) if mean < 700 else math.inf
         else:
             metrics[f"{stage}/mse"] = mean
         # Already equal on every rank; sync_dist only tells Lightning so (one more tiny all-reduce).
         self.log_dict(metrics, prog_bar=stage == "val", sync_dist=True)
-        self._eval_losses = []
+        self.discard_evaluation()
         if stage == "val":
             self.validated_at_step = self.global_step
+
+    def _tokens_per_char(self) -> float:
+        """The scored targets of every rank: tokens over the characters they stand for. The mean loss per
+        token times this is the loss per character (the total nats over the characters scored), so bpc
+        compares across tokenizers; for characters it is exactly 1, and bpc is loss / ln 2 as it was."""
+        chars = torch.stack(self._eval_chars).sum()
+        counts = torch.stack([chars.new_tensor(float(self._eval_tokens)), chars])
+        # Ranks score equal numbers of tokens, but not of characters: both are summed over the ranks.
+        tokens, characters = self.trainer.strategy.reduce(counts, reduce_op="sum").tolist()
+        return tokens / characters
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning calls this before it clips, so this is the norm the clipping threshold is compared to.

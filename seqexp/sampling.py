@@ -1,4 +1,4 @@
-"""Text from a character model: the prime goes in with one forward call, then one character per step.
+"""Text from a model of text: the prime goes in with one forward call, then one token per step.
 
 Everything stays on the model's device until the end: top-k, softmax and torch.multinomial (with a
 seeded torch.Generator) pick each next id there, ids collect in a device tensor, and the text is
@@ -8,7 +8,7 @@ synchronise with the device at every step. Same seed, same text.
 
 import torch
 
-from seqexp.data.vocab import Vocab
+from seqexp.data.tokenizer import TextTokenizer
 from seqexp.models.sequence_model import SequenceModel, evaluating
 
 
@@ -59,17 +59,17 @@ def generate(
 
 def sample_text(
     model: SequenceModel,
-    vocab: Vocab,
+    tokenizer: TextTokenizer,
     prime: str,
     length: int,
     top_k: int | None,
     temperature: float,
     seed: int,
 ) -> str:
-    """``prime`` followed by ``length`` sampled characters; the options are checked by the caller
+    """``prime`` followed by the text of ``length`` sampled tokens; the options are checked by the caller
     (:func:`seqexp.sampling_options.check_sampling_options`). The model's train/eval mode is restored."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     with evaluating(model):
-        ids = generate(model, vocab.encode(prime).to(device), length, top_k, temperature, generator)
-    return prime + vocab.decode(ids)
+        ids = generate(model, tokenizer.encode(prime).to(device), length, top_k, temperature, generator)
+    return prime + tokenizer.decode(ids)

@@ -2,10 +2,12 @@
 config_checks for scripts/sample.py, and by the text-sample callback for its own. Torch-free, so that a
 bad option is answered before torch loads."""
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqexp.errors import ConfigError, is_int, is_number, require
+
+if TYPE_CHECKING:
+    from seqexp.data.tokenizer import TextTokenizer
 
 
 def as_text(value: Any) -> Any:
@@ -18,13 +20,13 @@ def check_sampling_options(
     length: Any,
     top_k: Any,
     temperature: Any,
-    vocab: Sequence[str] | None = None,
+    tokenizer: "TextTokenizer | None" = None,
     prefix: str = "",
 ) -> None:
     """Raise ConfigError for the first invalid sampling option (keys named ``<prefix>prime`` etc.).
 
-    The checks that need the model's vocabulary (top_k at most its size, the prime's characters in it)
-    run only when ``vocab`` is given.
+    The checks that need the model's tokenizer (top_k at most its vocabulary's size, a prime it can
+    encode) run only when ``tokenizer`` is given.
     """
     require(f"{prefix}prime", prime, lambda v: isinstance(v, str) and v != "", "a non-empty string")
     require(f"{prefix}length", length, lambda v: is_int(v) and v >= 0, "an integer >= 0")
@@ -35,17 +37,13 @@ def check_sampling_options(
         lambda v: v is None or (is_int(v) and v >= 1),
         "an integer >= 1 (1 is greedy), or null for the whole vocabulary",
     )
-    if vocab is None:
+    if tokenizer is None:
         return
-    if top_k is not None and top_k > len(vocab):
+    size = len(tokenizer)
+    if top_k is not None and top_k > size:
         raise ConfigError(
-            f"{prefix}top_k={top_k} is invalid: the vocabulary has {len(vocab)} characters, so it must be "
-            f"between 1 and {len(vocab)} (or null for all of them)"
+            f"{prefix}top_k={top_k} is invalid: the vocabulary has {size} {tokenizer.unit}, so it must be "
+            f"between 1 and {size} (or null for all of them)"
         )
-    known = set(vocab)
-    unknown = [c for c in dict.fromkeys(prime) if c not in known]
-    if unknown:
-        raise ConfigError(
-            f"{prefix}prime={prime!r} has characters outside the model's vocabulary: "
-            f"{', '.join(map(repr, unknown))}; the vocabulary is {''.join(vocab)!r}"
-        )
+    if (why := tokenizer.unencodable(prime)) is not None:
+        raise ConfigError(f"{prefix}prime={prime!r} {why}")

@@ -1,6 +1,8 @@
 """Defaults that adapt instead of refusing (issue 10): the sine burn-in on a short validation split, and
 the text sample's prime on a corpus without the letters of "The". What a user set is still refused."""
 
+import ast
+
 import pytest
 
 from seqexp.tasks.train import train
@@ -52,10 +54,23 @@ def test_a_corpus_without_the_default_prime_samples_from_its_held_out_text(tmp_p
     with hydra_job_config("train", text_run(tmp_path), tmp_path / "run") as cfg:
         train(cfg)
     val_start = GREEK[int(len(GREEK) * 0.9) :][:3]
-    assert f"callbacks.text_sample.prime: {val_start!r}, the start of the held-out text" in caplog.text
+    assert f"callbacks.text_sample.prime: {val_start!r}, taken from the held-out text" in caplog.text
     events = read_events(tmp_path / "run")
     sample = events.Tensors("val/sample/text_summary")[-1].tensor_proto.string_val[0].decode()
     assert sample.strip().startswith(val_start.strip()), sample
+
+
+def test_a_word_model_primes_with_held_out_words_it_knows(tmp_path, caplog):
+    # Five entries: the held-out text starts with "Ἐν", a word outside them, so its first tokens decode
+    # to an <unk>, which no prime can hold; the prime is the first stretch the model reads back.
+    overrides = ["data.tokenizer=word", "data.vocab_size=5", "callbacks.text_sample.top_k=null"]
+    with hydra_job_config("train", text_run(tmp_path, *overrides), tmp_path / "run") as cfg:
+        train(cfg)
+    (line,) = [line for line in caplog.text.splitlines() if "callbacks.text_sample.prime:" in line]
+    prime = ast.literal_eval(line.split("prime: ")[1].split(", taken from")[0])
+    assert "<unk>" not in prime and prime in GREEK
+    sample = read_events(tmp_path / "run").Tensors("val/sample/text_summary")[-1].tensor_proto.string_val[0]
+    assert sample.decode().strip().startswith(prime.strip())
 
 
 def test_a_prime_the_user_typed_is_still_refused(tmp_path):

@@ -87,8 +87,8 @@ def test_unreachable_says_how_to_pass_a_local_copy(served, tmp_path, where):
 
 def tiny(data_dir: Path, url: str, path: str | None = None) -> TinyShakespeareDataModule:
     return TinyShakespeareDataModule(
-        data_dir=str(data_dir), url=url, sha256=SHA, path=path, val_fraction=0.1, test_fraction=0.0,
-        batch_size=2, seq_length=10, eval_burn_in=None,
+        data_dir=str(data_dir), url=url, sha256=SHA, path=path, tokenizer="char", vocab_size=1024,
+        val_fraction=0.1, test_fraction=0.0, batch_size=2, seq_length=10, eval_burn_in=None,
     )  # fmt: skip
 
 

@@ -52,6 +52,10 @@ def test_eval_refusals_are_one_line(tmp_path, trained_text_run, run_script):
         (["split=train"], "split='train' is invalid: it must be one of val, test"),
         ([f"out={tmp_path}"], "must be a file in an existing folder"),
         (["+data.val_fraction=1.5"], "data.val_fraction=1.5 is invalid"),
+        (
+            ["+data.tokenizer=bpe", "+data.vocab_size=300"],
+            "reads 23 characters, but the data gives a bpe vocabulary",
+        ),
     ]
     for overrides, message in cases:
         assert_user_error(run_script("eval.py", f"ckpt={trained_text_run}", *overrides), message)

@@ -37,7 +37,7 @@ BUDGETS = {
     "bench_sample.py": ["--length", "20", "--repeats", "1"],
     "bench_cells.py": ["--shape", "seed", "--repeats", "1", "--warmup", "0"],
     "bench_train.py": ["--preset", "sine", "--epochs", "1", "--repeats", "1"],
-    "bench_data.py": ["--sizes-mb", "1", "--warm-runs", "1"],
+    "bench_data.py": ["--sizes-mb", "1", "--warm-runs", "1", "--tokenizers", "bpe"],
     "bench_diagnostics.py": ["--preset", "default", "-o", "trainer.max_epochs=1"],
     "bench_checkpoint.py": ["--steps", "4", "-o", "model.hidden_size=8"],
     "bench_host_memory.py": ["--chars", "20000", "--epochs", "1", "--repeats", "1", "-o", "seq_length=20"]

@@ -89,14 +89,15 @@ def test_a_sweep_with_a_failed_and_a_diverged_job_gets_a_full_leaderboard(
 
 
 # -- runs built by hand ---------------------------------------------------------------------------
-def make_run(folder, overrides, scalars=None, status=None, config=True, cell="torch.nn.GRU"):
+def make_run(folder, overrides, scalars=None, status=None, config=True, cell="torch.nn.GRU", data=None):
     """A run folder as the train task leaves it: .hydra/, status.json, tensorboard/ events.
 
     ``scalars``: ``{tag: [value at step 0, value at step 1, ...]}``.
     """
     (folder / ".hydra").mkdir(parents=True)
     if config:
-        OmegaConf.save({"model": {"cell": cell}}, folder / ".hydra" / "config.yaml")
+        saved = {"model": {"cell": cell}, **({"data": data} if data else {})}
+        OmegaConf.save(saved, folder / ".hydra" / "config.yaml")
     OmegaConf.save(overrides, folder / ".hydra" / "overrides.yaml")
     if status:
         base = {"started": 1.0, "host": socket.gethostname(), "pid": os.getpid()}
@@ -129,6 +130,29 @@ def overwrite_middle(run, seed):
     events.write_bytes(data)
     assert len(record_starts(events)) < len(starts)  # TensorBoard's reader stops there, without a word
     return events, max(start for start in starts if start <= middle)
+
+
+def test_text_runs_rank_by_bits_per_character_and_name_their_tokenizer(tmp_path, capsys):
+    # A bpe token holds about two characters: its loss per token is higher, its bpc lower.
+    ok = {"status": "ok", "finished": 9.0}
+    char = {"val/loss": [1.6, 1.5], "val/bpc": [2.31, 2.16]}
+    bpe = {"val/loss": [3.4, 3.0], "val/bpc": [2.5, 2.1]}
+    make_run(tmp_path / "char", ["data=tinyshakespeare"], char, ok, data={"tokenizer": "char"})
+    make_run(tmp_path / "bpe", ["data=tinyshakespeare", "data.tokenizer=bpe", "data.vocab_size=512"], bpe, ok,
+             data={"tokenizer": "bpe", "vocab_size": 512})  # fmt: skip
+    make_run(tmp_path / "old", ["data=tinyshakespeare"], {"val/loss": [1.7], "val/bpc": [2.45]}, ok)
+
+    code, _, err = report(tmp_path, capsys)
+    assert (code, err) == (0, [])
+    rows = read_csv(tmp_path / "leaderboard.csv")
+    assert [(r["run"], r["tokenizer"]) for r in rows] == [
+        ("bpe", "bpe 512"),
+        ("char", "char"),
+        ("old", "char"),
+    ]
+    assert (
+        "data.tokenizer" not in rows[0] and "data.vocab_size" not in rows[0]
+    )  # the tokenizer column says it
 
 
 def test_text_runs_get_bpc_at_the_best_loss_and_every_state_is_listed(tmp_path, capsys):

@@ -124,6 +124,11 @@ KILL_CASES = [
         marks=pytest.mark.slow,
     ),
     pytest.param(
+        [*TEXT, "data.tokenizer=bpe", "data.vocab_size=280", "model=gru", SAVE_OFTEN],
+        id="text-bpe-gru",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
         # Each process carries data.batch_size rows: 2 each keeps the validation split long enough.
         ["model=lstm", "trainer=ddp_cpu", "trainer.devices=2", "data.batch_size=2", SAVE_OFTEN],
         id="sine-lstm-ddp",

@@ -88,7 +88,7 @@ def test_sampling_restores_the_model_mode_and_the_onednn_switch(model):
 def test_bad_sampling_options_are_named(options, message):
     values = {"prime": "the", "length": 10, "top_k": 5, "temperature": 1.0, **options}
     with pytest.raises(ConfigError) as error:
-        check_sampling_options(**values, vocab=VOCAB.chars)
+        check_sampling_options(**values, tokenizer=VOCAB)
     assert message in str(error.value)
 
 

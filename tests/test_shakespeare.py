@@ -145,8 +145,8 @@ def test_datamodule_reads_the_cache_under_the_data_folder(tmp_path, monkeypatch)
     play = "ROMEO:\nO, she doth teach the torches.\n"
     monkeypatch.setattr(shakespeare, "plays_text", lambda headings: play * 50)
     data = ShakespeareDataModule(
-        data_dir=str(tmp_path), headings=True, val_fraction=0.1, test_fraction=0.0, batch_size=2,
-        seq_length=10, eval_burn_in=None,
+        data_dir=str(tmp_path), headings=True, tokenizer="char", vocab_size=1024, val_fraction=0.1,
+        test_fraction=0.0, batch_size=2, seq_length=10, eval_burn_in=None,
     )  # fmt: skip
     assert "".join(data.spec.vocab) == "".join(sorted(set(play)))
     assert (tmp_path / "shakespeare" / "plays.txt").is_file()

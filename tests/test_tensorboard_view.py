@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from seqexp.app.run_names import readable_overrides, run_name
-from tests.helpers import SMALL_CORPUS_TRAINING, grammar_corpus
+from seqexp.app.run_names import readable_overrides, register_resolvers, run_name
+from tests.helpers import SMALL_CORPUS_TRAINING, compose_train, grammar_corpus
 
 
 def test_run_names_leave_out_what_was_not_chosen_and_shorten_long_floats(monkeypatch):
@@ -24,6 +24,33 @@ def test_run_names_leave_out_what_was_not_chosen_and_shorten_long_floats(monkeyp
     name = readable_overrides("data.n_points=600,model=gru,optim.lr=0.0031234567891,data.path=a/b.txt")
     assert name == "model=gru,optim.lr=0.003123,data.path=a-b.txt"
     assert len(readable_overrides(",".join(f"key{i}=value{i}" for i in range(50)))) == 120
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ending"),
+    [
+        (["data=tinyshakespeare"], "_gru_tinyshakespeare"),  # characters, the default, say nothing
+        (
+            ["data=tinyshakespeare", "data.tokenizer=bpe", "data.vocab_size=512"],
+            "_gru_tinyshakespeare_bpe512",
+        ),
+        (
+            ["experiment=shakespeare_quick", "data.tokenizer=word"],
+            "_gru_shakespeare_word1024_shakespeare_quick",
+        ),
+        ([], "_rnn_sine"),  # no tokenizer at all
+    ],
+)
+def test_a_run_folder_names_a_word_or_bpe_tokenizer(tmp_path, overrides, ending):
+    from hydra.core.hydra_config import HydraConfig
+
+    register_resolvers()
+    cfg = compose_train(["model=gru", *overrides] if overrides else [], tmp_path, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert cfg.hydra.run.dir.endswith(ending), cfg.hydra.run.dir
+    finally:
+        HydraConfig.instance().cfg = None
 
 
 def free_port() -> int:

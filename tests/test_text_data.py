@@ -14,7 +14,15 @@ from seqexp.tasks.train import size_advice
 
 # What these tests hold out and how they cut windows, unless one says otherwise (TextDataModule has no
 # defaults of its own).
-SPLITS = dict(val_fraction=0.1, test_fraction=0.0, batch_size=32, seq_length=100, eval_burn_in=None)
+SPLITS = dict(
+    tokenizer="char",
+    vocab_size=1024,
+    val_fraction=0.1,
+    test_fraction=0.0,
+    batch_size=32,
+    seq_length=100,
+    eval_burn_in=None,
+)
 
 
 def text_data(data_dir: Path, path: Path | None, **options: object) -> TextDataModule:

@@ -62,7 +62,7 @@ def test_tokens_and_vocabulary_equal_the_in_memory_encoding(tmp_path, name, chun
     source.write_bytes(raw)
     vocab, ids = reference(raw)
     prepared = prepared_tokens(source, tmp_path / "data", chunk_bytes=chunk_bytes)
-    assert prepared.vocab.chars == vocab
+    assert prepared.tokenizer.chars == vocab
     assert prepared.tokens.dtype == smallest_dtype(len(vocab))
     assert torch.equal(torch.from_numpy(np.asarray(prepared.tokens)).long(), ids)
 
@@ -86,7 +86,8 @@ def test_windows_equal_the_in_memory_windows_on_every_rank(tmp_path, name, world
     source.write_text(CORPORA[name], encoding="utf-8", newline="")
     _, ids = reference(source.read_bytes())
     data = TextDataModule(
-        data_dir=str(tmp_path / "data"), path=str(source), val_fraction=0.1, test_fraction=0.05,
+        data_dir=str(tmp_path / "data"), path=str(source), tokenizer="char", vocab_size=1024,
+        val_fraction=0.1, test_fraction=0.05,
         batch_size=batch_size, seq_length=16, eval_burn_in=None,
     )  # fmt: skip
     data.setup()
@@ -117,8 +118,8 @@ def test_the_splits_are_views_of_the_mapped_token_file(tmp_path):
     source = tmp_path / "corpus.txt"
     source.write_text(CORPORA["cjk-emoji-uint16"], encoding="utf-8")
     data = TextDataModule(
-        data_dir=str(tmp_path / "data"), path=str(source), val_fraction=0.1, test_fraction=0.0, batch_size=2,
-        seq_length=8, eval_burn_in=None,
+        data_dir=str(tmp_path / "data"), path=str(source), tokenizer="char", vocab_size=1024,
+        val_fraction=0.1, test_fraction=0.0, batch_size=2, seq_length=8, eval_burn_in=None,
     )  # fmt: skip
     data.setup()
     token_path, _ = token_paths(source, tmp_path / "data")
@@ -145,7 +146,7 @@ def test_a_fresh_token_file_is_reused_without_reading_the_source(tmp_path, monke
 
     monkeypatch.setattr(token_file, "text_chunks", must_not_read)
     prepared = prepared_tokens(source, tmp_path / "data")
-    assert prepared.vocab.chars == reference(source.read_bytes())[0]
+    assert prepared.tokenizer.chars == reference(source.read_bytes())[0]
     assert (token_path.stat().st_mtime_ns, sidecar_path.stat().st_mtime_ns) == stamps
     sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
     assert sidecar["source_size"] == source.stat().st_size
@@ -172,7 +173,7 @@ def test_a_stale_token_file_is_prepared_again(tmp_path, staleness):
 
     prepared = prepared_tokens(source, tmp_path / "data")
     vocab, ids = reference(expected_text.encode())
-    assert prepared.vocab.chars == vocab
+    assert prepared.tokenizer.chars == vocab
     assert torch.equal(torch.from_numpy(np.asarray(prepared.tokens)).long(), ids)
     assert token_path.stat().st_size == len(ids)  # uint8
     assert json.loads(sidecar_path.read_text(encoding="utf-8"))["format"] == token_file.FORMAT_VERSION
@@ -187,7 +188,7 @@ def test_crlf_is_read_as_lf_even_across_chunk_boundaries(tmp_path, chunk_bytes):
     assert b"".join(raw_piece for raw_piece, _ in pieces) == raw
     assert "".join(text for _, text in pieces) == "ab\ncd\n\né\n€\n𝄞\rx\n"
     prepared = prepared_tokens(source, tmp_path / "data", chunk_bytes=chunk_bytes)
-    assert "".join(prepared.vocab.chars[i] for i in prepared.tokens) == "ab\ncd\n\né\n€\n𝄞\rx\n"
+    assert "".join(prepared.tokenizer.chars[i] for i in prepared.tokens) == "ab\ncd\n\né\n€\n𝄞\rx\n"
 
 
 @pytest.mark.parametrize("chunk_bytes", [3, 16, token_file.CHUNK_BYTES])

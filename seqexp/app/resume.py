@@ -203,6 +203,16 @@ def check_resume(cfg: DictConfig) -> None:
             f"but the run's data is now {str(data.get('source_sha256'))[:12]}…: the text changed; put the "
             "original back, or start a new run"
         )
+    if saved_data.get("tokenizer") != data.get("tokenizer"):
+        from seqexp.data.spec import DataSpec
+        from seqexp.data.tokenizer import described
+
+        now, then = described(DataSpec.from_dict(data)), described(DataSpec.from_dict(saved_data))
+        raise ConfigError(
+            f"resume={cfg.resume!r} reads {then}, but the run's data now gives "
+            f"{now if now != then else 'one learnt from other text'}: a tokenizer cannot change "
+            "in a run; start a new run for it"
+        )
     if saved_data != data:
         brief = {key: saved_data.get(key) for key in data if saved_data.get(key) != data[key]}
         ours = {key: data[key] for key in brief}

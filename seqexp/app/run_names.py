@@ -1,6 +1,7 @@
 """Run folder names that say what was chosen, so TensorBoard's run list reads at a glance.
 
-A single run is ``<time>_<model>_<data>[_<experiment>]`` under its date folder; a multirun job is
+A single run is ``<time>_<model>_<data>[_<tokenizer>][_<experiment>]`` under its date folder (the
+tokenizer of a word or bpe corpus with its size, ``bpe512``; characters say nothing); a multirun job is
 ``<job number>_<its overrides>`` (Hydra's ``override_dirname``), with long floats shortened (an Optuna
 trial's ``optim.lr=0.0031234567891`` becomes ``optim.lr=0.003123``) and path separators replaced.
 conf/hydra/default.yaml uses these as OmegaConf resolvers; the entry points register them.
@@ -20,6 +21,12 @@ def run_name(*choices: object) -> str:
     return "_".join(str(c).replace("/", "-") for c in choices if c not in (None, "", "null", "None"))
 
 
+def tokens_name(tokenizer: object, vocab_size: object) -> str | None:
+    """``bpe512``, ``word2000``: a word or bpe corpus's tokenizer and size; None (left out) for characters,
+    the default, and for data that is not text."""
+    return None if tokenizer in (None, "char") else f"{tokenizer}{vocab_size}"
+
+
 def readable_overrides(override_dirname: str) -> str:
     """Hydra's override_dirname without the overrides every job shares, long floats shortened, ``/``
     replaced and the length capped.
@@ -36,4 +43,5 @@ def readable_overrides(override_dirname: str) -> str:
 
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("seqexp.run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("seqexp.tokens", tokens_name, replace=True)
     OmegaConf.register_new_resolver("seqexp.readable", readable_overrides, replace=True)

@@ -1,8 +1,8 @@
 """Training throughput: tokens per second over each training epoch, logged as ``train/tokens_per_s``.
 
-A token is one time step of one row (a character for text, a sample of the curve for sine), counted
-over all ranks, so runs with different batch sizes and sequence lengths compare on the same footing.
-The clock covers the training batches only: it stops for validation inside the epoch and at the
+A token is one time step of one row (a character, word or bpe piece of text, a sample of the curve for
+sine), counted over all ranks, so runs with different batch sizes and sequence lengths compare on the
+same footing. The clock covers the training batches only: it stops for validation inside the epoch and at the
 epoch's end, and starts again at the next training batch. It is read at those few points only, never
 per step, because a per-step host synchronisation would slow down the GPU runs it measures; on CUDA
 one synchronize at each reading makes the clock include the kernels still queued.

@@ -11,7 +11,11 @@ class DataSpec:
     input_size: int  # features per float item, or vocabulary size for tokens
     output_size: int
     tokens: bool  # token ids (cross-entropy) rather than floats (MSE)
-    vocab: tuple[str, ...] = ()
+    vocab: tuple[str, ...] = ()  # a character model's vocabulary (data.tokenizer=char)
+    # A word or bpe model's tokenizer, as tokenizers' JSON (seqexp/data/tokenizer.py); None: characters.
+    tokenizer: str | None = None
+    # The characters an <unk> of a word model counts for in val/bpc: the mean length of the words it replaced.
+    unknown_chars: float = 0.0
     # Leading windows of each evaluation run that only warm up the state (from zeros) and are not scored.
     eval_burn_in: int = 0
     # A corpus's sha256 (text data): a resume on other text with the same characters is refused by it.

@@ -19,10 +19,14 @@ def code_points(text: str) -> np.ndarray:
 
 
 class Vocab:
-    """Characters in code-point order; a character's id is its position."""
+    """Characters in code-point order; a character's id is its position (the ``char`` tokenizer of
+    seqexp/data/tokenizer.py)."""
+
+    unit = "characters"
 
     def __init__(self, chars: Iterable[str]) -> None:
         self.chars = tuple(chars)
+        self._ids = {char: index for index, char in enumerate(self.chars)}
         self._codes = np.array([ord(c) for c in self.chars], dtype="<u4")
         if len(self.chars) == 0 or np.any(np.diff(self._codes.astype(np.int64)) <= 0):
             raise ValueError("a vocabulary is a non-empty sequence of distinct characters in sorted order")
@@ -38,6 +42,20 @@ class Vocab:
         if not found.all():
             raise ValueError(f"{int((~found).sum())} character(s) outside the vocabulary")
         return torch.from_numpy(ids.astype(np.int64))
+
+    def unencodable(self, text: str) -> str | None:
+        """Why ``text`` cannot be encoded (characters outside the vocabulary), or None."""
+        unknown = [c for c in dict.fromkeys(text) if c not in self._ids]
+        if not unknown:
+            return None
+        return (
+            f"has characters outside the model's vocabulary: {', '.join(map(repr, unknown))}; the "
+            f"vocabulary is {''.join(self.chars)!r}"
+        )
+
+    def char_lengths(self) -> torch.Tensor:
+        """Each id's length in characters: one (float64, as for the tokenizers whose pieces vary)."""
+        return torch.ones(len(self), dtype=torch.float64)
 
     def decode(self, ids: torch.Tensor | Iterable[int]) -> str:
         if isinstance(ids, torch.Tensor):

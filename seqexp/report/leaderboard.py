@@ -1,8 +1,13 @@
-"""The leaderboard: one row per run, best validation loss first, as Markdown, CSV or console text.
+"""The leaderboard: one row per run, best first, as Markdown, CSV or console text. Text runs are ranked by
+val/bpc at their best val/loss (bits per character compare across tokenizers, a loss per token does not),
+other runs, and a folder that mixes them with text runs, by their best val/loss.
 
 What a row says, and where it comes from:
 - the overrides that differ between the runs (``.hydra/overrides.yaml``), and the cell (from the
   config) where the runs differ in it and no ``model`` override already tells;
+- tokenizer, for text runs: ``char``, or ``bpe 512`` / ``word 1024`` with the vocabulary size asked for
+  (from the config; a run from before data.tokenizer existed is ``char``); the tokenizer's overrides
+  then get no columns of their own;
 - parameters: the ``model/parameters`` scalar the train task logs;
 - best and final ``val/loss``, and every other ``val/*`` scalar (``val/bpc`` for text, ``val/mse`` for
   sine, ...) at the step where ``val/loss`` was best, all read from the TensorBoard events;
@@ -31,13 +36,15 @@ from omegaconf import OmegaConf
 from seqexp.report.runs import Run
 
 LOSS = "val/loss"
+BPC = "val/bpc"
+TOKENIZER_KEYS = ("data.tokenizer", "data.vocab_size")
 MEMORY = "val/memory_steps"
 FORECAST = "val/forecast_mse"
 LEGEND = (
-    "best val/* other than val/loss: at the step of the best val/loss. memory_steps: the largest lag "
-    "whose gradient is still 1e-3 of lag 0's, and forecast_mse: the closed-loop forecast's error, both "
-    "last measured. tokens/s: median over epochs of train/tokens_per_s. wall time: from the first to the "
-    "last TensorBoard event of the run."
+    "Ranked by val/bpc where every run has it (text), else by val/loss. best val/* other than val/loss: "
+    "at the step of the best val/loss. memory_steps: the largest lag whose gradient is still 1e-3 of lag "
+    "0's, and forecast_mse: the closed-loop forecast's error, both last measured. tokens/s: median over "
+    "epochs of train/tokens_per_s. wall time: from the first to the last TensorBoard event of the run."
 )
 NOTE_WIDTH = 60  # notes are error messages: the full text stays in the CSV
 
@@ -49,6 +56,7 @@ class Row:
     note: str
     overrides: dict[str, str]  # key -> value as typed, for the keys that differ between runs
     cell: str | None
+    tokenizer: str | None  # text runs only
     parameters: int | None
     best_loss: float | None
     final_loss: float | None
@@ -66,6 +74,7 @@ class Leaderboard:
     extra_tags: list[str]
     show_cell: bool
     diagnostics: list[str] = field(default_factory=list)  # memory_steps, forecast_mse where logged
+    show_tokenizer: bool = False
 
     def header(self) -> list[str]:
         return [
@@ -73,6 +82,7 @@ class Leaderboard:
             "status",
             *self.override_keys,
             *(["cell"] if self.show_cell else []),
+            *(["tokenizer"] if self.show_tokenizer else []),
             "parameters",
             f"best {LOSS}",
             f"final {LOSS}",
@@ -90,6 +100,7 @@ class Leaderboard:
             row.status,
             *(row.overrides.get(key) for key in self.override_keys),
             *([row.cell] if self.show_cell else []),
+            *([row.tokenizer] if self.show_tokenizer else []),
             row.parameters,
             row.best_loss,
             row.final_loss,
@@ -147,6 +158,10 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
     if len(runs) > 1:  # with a single run there is nothing to compare: show all its overrides
         keys = [key for key in keys if len({parsed.get(key) for parsed in overrides.values()}) > 1]
     logged = {tag for run in runs for tag in run.scalars}
+    tokenizers = {run.name: _tokenizer(run) for run in runs}
+    show_tokenizer = any(tokenizers.values())
+    if show_tokenizer:
+        keys = [key for key in keys if key not in TOKENIZER_KEYS]
     extra_tags = sorted({tag for tag in logged if tag.startswith("val/")} - {LOSS, MEMORY, FORECAST})
     diagnostics = [
         column for column, tag in (("memory_steps", MEMORY), ("forecast_mse", FORECAST)) if tag in logged
@@ -166,6 +181,7 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
                 note=run.note,
                 overrides={key: overrides[run.name][key] for key in keys if key in overrides[run.name]},
                 cell=str(cell).rsplit(".", 1)[-1] if cell else None,
+                tokenizer=tokenizers[run.name],
                 parameters=int(parameters) if parameters is not None else None,
                 best_loss=run.status.objective
                 if run.status and run.events_fall_short
@@ -179,9 +195,21 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
             )
         )
     # sorted() is stable: runs without a best loss keep the path order find_runs gave them.
-    rows.sort(key=lambda row: (row.best_loss is None, row.best_loss or 0.0))
+    # Bits per character only where every scored run has them: a mixed folder keeps the loss's order.
+    by_bpc = all(row.extra.get(BPC) is not None for row in rows if row.best_loss is not None)
+    rows.sort(
+        key=lambda row: (row.best_loss is None, (row.extra.get(BPC) if by_bpc else row.best_loss) or 0.0)
+    )
     show_cell = "model" not in keys and len({row.cell for row in rows}) > 1
-    return Leaderboard(rows, keys, extra_tags, show_cell, diagnostics)
+    return Leaderboard(rows, keys, extra_tags, show_cell, diagnostics, show_tokenizer)
+
+
+def _tokenizer(run: Run) -> str | None:
+    """``char``, ``bpe 512``, ``word 1024`` for a text run, None for other data."""
+    if BPC not in run.scalars and OmegaConf.select(run.config, "data.tokenizer", default=None) is None:
+        return None
+    kind = OmegaConf.select(run.config, "data.tokenizer", default="char")
+    return kind if kind == "char" else f"{kind} {OmegaConf.select(run.config, 'data.vocab_size')}"
 
 
 def _parse_overrides(overrides: list[str]) -> dict[str, str]:

@@ -3,8 +3,9 @@
 The run's own data config (``<run dir>/.hydra/config.yaml``) is reused unless another is chosen, the
 burn-in is the checkpoint's, and the rows are as many as the run's processes had together, so the
 number matches the run's val/loss. The windows are scored by the same LightningModule code as in
-training (``trainer.validate`` / ``trainer.test``). Another corpus is re-encoded with the model's
-vocabulary; one with characters the model never saw is refused.
+training (``trainer.validate`` / ``trainer.test``). Another corpus is re-encoded with a character
+model's vocabulary; one with characters the model never saw is refused. A word or bpe model scores only
+text its own tokenizer cut: the data must give the same tokenizer (the run's corpus and settings).
 """
 
 import json
@@ -19,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from seqexp.app.config_checks import check_data_config
 from seqexp.app.devices import choose_device
 from seqexp.checkpoints import model_from_checkpoint, read_checkpoint, require_finite_weights
+from seqexp.data.spec import DataSpec
+from seqexp.data.tokenizer import described
 from seqexp.errors import ConfigError
 from seqexp.run_layout import CHECKPOINT_DIR, SAVED_CONFIG, checkpoint_file
 
@@ -76,9 +79,23 @@ def processes(run: DictConfig | None) -> int:
     )
 
 
+def encode_with_model_tokenizer(datamodule: Any, data_spec: DataSpec, spec: DataSpec, ckpt: str) -> None:
+    """Give the datamodule's splits the model's ids: a character model's vocabulary re-encodes them; a
+    word or bpe model needs the very tokenizer the data was cut with."""
+    if spec.tokenizer is None and data_spec.tokenizer is None:
+        encode_with_model_vocab(datamodule, spec.vocab)
+    elif spec.tokenizer != data_spec.tokenizer:
+        ours, theirs = described(spec), described(data_spec)
+        other = " learnt from other text" if ours == theirs else ""
+        raise ConfigError(
+            f"ckpt={ckpt!r} reads {ours}, but the data gives {theirs}{other}: evaluate on the corpus "
+            "the run trained on, with its data.tokenizer and data.vocab_size (the run's data config)"
+        )
+
+
 def encode_with_model_vocab(datamodule: Any, vocab: tuple[str, ...]) -> None:
     """Re-encode the datamodule's splits with the model's vocabulary (another corpus's ids differ)."""
-    corpus = datamodule.vocab.chars
+    corpus = datamodule.tokenizer.chars
     known = {char: index for index, char in enumerate(vocab)}
     unknown = [char for char in corpus if char not in known]
     if unknown:
@@ -121,7 +138,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         kind = "text" if spec.tokens else "a float series"
         raise ConfigError(f"ckpt={cfg.ckpt!r} holds a model of {kind}: choose data of that kind")
     if spec.tokens:
-        encode_with_model_vocab(datamodule, spec.vocab)
+        encode_with_model_tokenizer(datamodule, data_spec, spec, cfg.ckpt)
     if cfg.split not in datamodule.splits:
         raise ConfigError(
             f"split={cfg.split}: the data has no {cfg.split} split; hold one out with +data.test_fraction=0.1"
