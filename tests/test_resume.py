@@ -209,8 +209,12 @@ def test_a_signal_stops_the_run_with_its_state_saved_and_resume_continues_it(tmp
     assert (status.status, status.signal) == ("interrupted", signum)
     stopped_at = global_step(run_dir)  # the checkpoint loads with weights_only=True
     assert 0 < stopped_at < max_steps
-    # It validated at the step where it stopped (Lightning logs a validation at global_step - 1).
-    assert steps(run_dir, "val/loss")[-1] == stopped_at - 1
+    if status.note is None:
+        # It validated at the step where it stopped (Lightning logs a validation at global_step - 1).
+        assert steps(run_dir, "val/loss")[-1] == stopped_at - 1
+    else:  # on busy cores the signal may land in a validation, which it cuts short by design
+        cut_short = f"the signal cut short the validation at step {stopped_at} "
+        assert status.note.startswith(cut_short), status.note
 
     resumed = launch(f"resume={run_dir}")
     assert_finished(resumed, run_dir, max_steps)
