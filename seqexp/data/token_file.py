@@ -180,17 +180,15 @@ def _prepare(source: Path, token_path: Path, sidecar_path: Path, key: str, chunk
             count += len(ids)
 
     write_atomically(token_path, write_ids)
-    sidecar = {
-        "format": FORMAT_VERSION,
-        "source": str(source.resolve()),
-        "source_size": stat.st_size,
-        "source_mtime_ns": stat.st_mtime_ns,
-        "source_sha256": digest.hexdigest(),
-        "dtype": dtype.name,
-        "tokens": count,
-        "vocab": [chr(code) for code in codes.tolist()],
-    }
-    write_atomically(sidecar_path, lambda file: file.write(json.dumps(sidecar, indent=1).encode("utf-8")))
+    _write_sidecar(
+        sidecar_path,
+        source,
+        stat,
+        digest.hexdigest(),
+        dtype,
+        count,
+        vocab=[chr(code) for code in codes.tolist()],
+    )
     seconds = time.perf_counter() - start
     log.info(
         "prepared %d characters (%d distinct, %s) from %.1f MB in %.1f s (%.0f MB/s)",
@@ -201,6 +199,24 @@ def _prepare(source: Path, token_path: Path, sidecar_path: Path, key: str, chunk
         seconds,
         stat.st_size / 1e6 / seconds,
     )
+
+
+def _write_sidecar(
+    path: Path, source: Path, stat: os.stat_result, sha256: str, dtype: np.dtype, count: int, **fields: object
+) -> None:
+    """The sidecar of a token file: what identifies its source and reads its tokens, then the fields of
+    its tokenizer."""
+    sidecar = {
+        "format": FORMAT_VERSION,
+        "source": str(source.resolve()),
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+        "source_sha256": sha256,
+        "dtype": dtype.name,
+        "tokens": count,
+        **fields,
+    }
+    write_atomically(path, lambda file: file.write(json.dumps(sidecar, indent=1).encode("utf-8")))
 
 
 def _split_pieces(
@@ -270,21 +286,11 @@ def _prepare_trained(
 
     write_atomically(token_path, write_ids)
     count = sum(split_sizes.values())
-    sidecar = {
-        "format": FORMAT_VERSION,
-        "source": str(source.resolve()),
-        "source_size": stat.st_size,
-        "source_mtime_ns": stat.st_mtime_ns,
-        "source_sha256": digest.hexdigest(),
-        "dtype": dtype.name,
-        "tokens": count,
-        "tokenization": asdict(tokenization),
-        "splits": split_sizes,
-        "unknown": unknown,
-        "unknown_chars": unknown_chars / unknown if unknown else 0.0,
-        "tokenizer": tokenizer.json,
-    }
-    write_atomically(sidecar_path, lambda file: file.write(json.dumps(sidecar, indent=1).encode("utf-8")))
+    _write_sidecar(
+        sidecar_path, source, stat, digest.hexdigest(), dtype, count,
+        tokenization=asdict(tokenization), splits=split_sizes, unknown=unknown,
+        unknown_chars=unknown_chars / unknown if unknown else 0.0, tokenizer=tokenizer.json,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     log.info(
         "prepared %d %s (a vocabulary of %d, %s; %.2f characters each) from %.1f MB in %.1f s (%.1f MB/s)",

@@ -11,7 +11,7 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 
 from seqexp.trackers.attach import remember_id, remembered_id, require_package
-from seqexp.trackers.run_log import not_logged_before
+from seqexp.trackers.run_log import SendsEachPointOnce
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -19,13 +19,12 @@ if TYPE_CHECKING:
 TRACKER = "mlflow"
 
 
-class MLflowTracker(MLFlowLogger):
+class MLflowTracker(SendsEachPointOnce, MLFlowLogger):
     def __init__(self, run_dir: str, tracking_uri: str, experiment_name: str) -> None:
         require_package("mlflow", TRACKER)
         self._run_dir = Path(run_dir)
         resumed = remembered_id(run_dir, TRACKER)
         self._resumed = resumed is not None
-        self._logged: Mapping[str, int] = {}  # the earlier attempts' last step of each name: not again
         super().__init__(
             experiment_name=experiment_name,
             tracking_uri=tracking_uri,
@@ -46,14 +45,6 @@ class MLflowTracker(MLFlowLogger):
         return client
 
     @rank_zero_only
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        fresh = {
-            name: value for name, value in metrics.items() if not_logged_before(self._logged, name, step)
-        }
-        if fresh:
-            super().log_metrics(fresh, step)
-
-    @rank_zero_only
     def log_hyperparams(
         self, params: Any, metrics: Mapping[str, float] | None = None, step: int | None = None
     ) -> None:
@@ -72,14 +63,6 @@ class MLflowTracker(MLFlowLogger):
     @rank_zero_only
     def show_text(self, tag: str, text: str, step: int) -> None:
         self.experiment.log_text(self.run_id, text, f"samples/{tag}/step-{step:07d}.txt")
-
-    def continue_at(self, step: int | None, logged: Mapping[str, int]) -> bool:
-        """MLflow keeps every point it was sent: the points an earlier attempt logged are not sent again
-        (a resumed run is exact, so they are the same values)."""
-        if not self._resumed:
-            return False
-        self._logged = logged
-        return bool(logged)
 
     @rank_zero_only
     def end_record(self, succeeded: bool) -> None:

@@ -11,6 +11,7 @@ gets every scalar and the hyperparameters; one line at the start says what it do
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytorch_lightning as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import Logger
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 if TYPE_CHECKING:
     from seqexp.trackers.files import MetricsFile
@@ -47,6 +48,33 @@ class ContinuesRecord(Protocol):
         folder where an attempt may have logged): points an earlier attempt logged from ``step`` on are
         dropped or, where the logger cannot drop them, not logged again (``logged``: the last step of each
         name the earlier attempt logged). Whether there was an earlier record."""
+
+
+class SendsEachPointOnce(Logger):
+    """How a tracker that keeps every point it was sent (MLflow, W&B) continues a record: the points an
+    earlier attempt logged are not sent again (a resumed run is exact, so they are the same values).
+
+    Placed before the Lightning logger among a tracker's bases; the tracker sets ``_resumed`` when the run
+    folder already holds a run of it (trackers.json).
+    """
+
+    _resumed = False
+    _logged: Mapping[str, int] = MappingProxyType({})  # the earlier attempts' last step of each name
+
+    def is_new(self, name: str, step: int | None) -> bool:
+        return step is None or step > self._logged.get(name, -1)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        fresh = {name: value for name, value in metrics.items() if self.is_new(name, step)}
+        if fresh:  # to the tracker's Lightning logger, next in its bases (mypy sees Logger's abstract one)
+            super().log_metrics(fresh, step)  # type: ignore[safe-super]
+
+    def continue_at(self, step: int | None, logged: Mapping[str, int]) -> bool:
+        if not self._resumed:
+            return False
+        self._logged = logged
+        return bool(logged)
 
 
 class RunLog:
@@ -111,12 +139,6 @@ def continue_records(trainer: pl.Trainer, step: int | None) -> bool:
         if isinstance(logger, ContinuesRecord):
             restarted = logger.continue_at(step, logged) or restarted
     return restarted
-
-
-def not_logged_before(logged: Mapping[str, int], name: str, step: int | None) -> bool:
-    """Whether a point of ``name`` at ``step`` is new to a tracker that cannot drop points, given the last
-    step of each name an earlier attempt logged (:class:`ContinuesRecord`)."""
-    return step is None or step > logged.get(name, -1)
 
 
 def log_hyperparams(trainer: pl.Trainer, params: dict[str, object], metrics: dict[str, float]) -> None:

@@ -15,7 +15,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from seqexp.app.run_status import launched_process
 from seqexp.trackers.attach import remember_id, remembered_id, require_package
-from seqexp.trackers.run_log import not_logged_before
+from seqexp.trackers.run_log import SendsEachPointOnce
 
 TRACKER = "wandb"
 
@@ -31,7 +31,7 @@ def logged_in() -> bool:
         return False
 
 
-class WandbTracker(WandbLogger):
+class WandbTracker(SendsEachPointOnce, WandbLogger):
     def __init__(self, run_dir: str, project: str, offline: bool | None) -> None:
         require_package("wandb", TRACKER)
         run_id = remembered_id(run_dir, TRACKER)
@@ -40,7 +40,6 @@ class WandbTracker(WandbLogger):
             run_id = secrets.token_hex(8)  # W&B's ids are free-form; 64 random bits never collide
             if launched_process():  # the other DDP ranks start later and read it
                 remember_id(run_dir, TRACKER, run_id)
-        self._logged: Mapping[str, int] = {}  # the earlier attempts' last step of each name: not again
         super().__init__(
             project=project,
             save_dir=run_dir,
@@ -49,14 +48,6 @@ class WandbTracker(WandbLogger):
             name="/".join(run_dir.rstrip("/").split("/")[-2:]),
             resume="allow",
         )
-
-    @rank_zero_only
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        fresh = {
-            name: value for name, value in metrics.items() if not_logged_before(self._logged, name, step)
-        }
-        if fresh:
-            super().log_metrics(fresh, step)
 
     @rank_zero_only
     def log_hyperparams(
@@ -70,24 +61,16 @@ class WandbTracker(WandbLogger):
     def show_figure(self, tag: str, image: np.ndarray, step: int) -> None:
         import wandb
 
-        if not_logged_before(self._logged, tag, step):
+        if self.is_new(tag, step):
             self.experiment.log({tag: wandb.Image(image), "trainer/global_step": step})
 
     @rank_zero_only
     def show_text(self, tag: str, text: str, step: int) -> None:
         import wandb
 
-        if not_logged_before(self._logged, tag, step):
+        if self.is_new(tag, step):
             page = wandb.Html(f"<pre>{html.escape(text)}</pre>")
             self.experiment.log({tag: page, "trainer/global_step": step})
-
-    def continue_at(self, step: int | None, logged: Mapping[str, int]) -> bool:
-        """W&B keeps every point it was sent: the points an earlier attempt logged are not sent again (a
-        resumed run is exact, so they are the same values)."""
-        if not self._resumed:
-            return False
-        self._logged = logged
-        return bool(logged)
 
     @rank_zero_only
     def end_record(self, succeeded: bool) -> None:
