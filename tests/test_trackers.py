@@ -75,6 +75,26 @@ def test_the_metrics_file_keeps_what_was_logged_drops_a_row_cut_short_and_restar
     assert not MetricsFile(str(tmp_path / "new")).continue_at(None, {})
 
 
+def test_runs_starting_together_share_one_mlflow_experiment(tmp_path):
+    from mlflow import MlflowClient
+
+    from seqexp.trackers.mlflow import shared_experiment
+
+    client = MlflowClient(f"file:{tmp_path / 'mlruns'}")
+    first = shared_experiment(client, "seqexp")
+    # A run that looked before the other created it: it finds none, and its create is refused.
+    look, looked = client.get_experiment_by_name, []
+
+    def too_early_the_first_time(name):
+        looked.append(name)
+        return None if len(looked) == 1 else look(name)
+
+    client.get_experiment_by_name = too_early_the_first_time
+    assert shared_experiment(client, "seqexp") == first
+    assert len(looked) == 2  # it looked again after its create was refused
+    assert [e.name for e in client.search_experiments()].count("seqexp") == 1
+
+
 def test_a_logger_whose_package_is_missing_is_refused_naming_the_extra(tmp_path, monkeypatch):
     import importlib.util
 

@@ -36,6 +36,8 @@ class MLflowTracker(SendsEachPointOnce, MLFlowLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> "MlflowClient":
+        if not self._initialized and self._run_id is None and self._experiment_id is None:
+            self._experiment_id = shared_experiment(self._mlflow_client, self._experiment_name)
         client = super().experiment
         if not self._resumed:  # the run was created just now: remember it for a resume
             # (run_id would ask for the experiment again: this is it.)
@@ -68,3 +70,23 @@ class MLflowTracker(SendsEachPointOnce, MLFlowLogger):
     def end_record(self, succeeded: bool) -> None:
         if self._initialized:
             self.experiment.set_terminated(self.run_id, "FINISHED" if succeeded else "KILLED")
+
+
+def shared_experiment(client: "MlflowClient", name: str) -> str:
+    """The id of the experiment ``name``, created if there is none. Runs that start together (a parallel
+    sweep, DDP jobs side by side) may all find none; one creates it, and the others take the one made."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    found = client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage != "deleted":  # a deleted one is made again
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as error:
+        if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+        made = client.get_experiment_by_name(name)
+        if made is None:
+            raise
+        return made.experiment_id
