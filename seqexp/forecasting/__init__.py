@@ -1,0 +1,1 @@
+"""Classical forecasting baselines (naive, seasonal naive, ETS, SARIMA) and rolling-origin scoring."""
