@@ -4,6 +4,8 @@ Pure functions of a SequenceModel and tensors (no Lightning), so tests can check
 independent estimates; the callbacks in seqexp/callbacks/ run them at validation and draw them.
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -51,15 +53,53 @@ def memory_steps(norms: torch.Tensor, threshold: float = MEMORY_THRESHOLD) -> in
 
 
 @torch.no_grad()
-def closed_loop_forecast(model: nn.Module, warm_up: torch.Tensor, horizon: int) -> torch.Tensor:
-    """Warm the state up on ``warm_up`` (``(1, W, features)``), then feed the model its own prediction
-    back for ``horizon`` steps; returns the ``(horizon, features)`` predictions, the first being the
-    prediction that follows the warm-up."""
+def closed_loop_forecasts(
+    model: nn.Module,
+    series: torch.Tensor,
+    origins: Sequence[int],
+    horizon: int,
+    fed_back: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """The model's ``horizon``-step forecasts from each origin, ``(origins, horizon, outputs)``.
+
+    ``series`` is ``(N, inputs)``. The state warms up on ``series[:origin]`` (one pass over the series,
+    carried from origin to origin); the first forecast is the prediction after reading row ``origin - 1``,
+    and each later one reads the one before it, all origins at once as one batch. ``fed_back``: for each
+    output, the input column its prediction stands in for, the other inputs taking the series' own values
+    (covariates known ahead); None: the outputs are the inputs, all fed back.
+    """
     with evaluating(model):
-        output, state = model(warm_up)
-        prediction = output[:, -1:]
+        states, first = [], []
+        state, start = None, 0
+        for origin in origins:
+            output, state = model(series[start:origin].unsqueeze(0), state)
+            states.append(state)
+            first.append(output[:, -1:])
+            start = origin
+        state = _as_batch(states)
+        prediction = torch.cat(first)
         predictions = [prediction]
-        for _ in range(horizon - 1):
-            prediction, state = model(prediction, state)
+        for h in range(1, horizon):
+            if fed_back is None:
+                step = prediction
+            else:
+                if len(set(fed_back)) == series.shape[-1]:  # every input predicted: none read from the series
+                    step = prediction.new_empty(len(origins), 1, series.shape[-1])
+                else:
+                    step = series[[origin + h - 1 for origin in origins]].unsqueeze(1).clone()
+                step[..., list(fed_back)] = prediction
+            prediction, state = model(step, state)
             predictions.append(prediction)
-    return torch.cat(predictions, dim=1)[0]
+    return torch.cat(predictions, dim=1)
+
+
+State = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def _as_batch(states: list[State]) -> State:
+    """The states of single rows, ``(layers, 1, hidden)`` each (a tuple of them for an LSTM), as one batch."""
+    if len(states) == 1:
+        return states[0]
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
+    return torch.cat(states, dim=1)  # type: ignore[arg-type]

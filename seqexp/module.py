@@ -65,6 +65,11 @@ class SequenceLightningModule(pl.LightningModule):
         self._char_lengths = text_tokenizer(self.spec).char_lengths() if self.spec.tokens else None
         self._eval_chars: list[torch.Tensor] = []
         self._eval_tokens = 0
+        # A series its dataset scaled (data=series): val/mse and val/mae in the data's units, the loss on
+        # the model's scale.
+        targets_scale = [self.spec.scale[column] for column in self.spec.targets]
+        self._target_scale = torch.tensor(targets_scale) if targets_scale else None
+        self._eval_errors: list[torch.Tensor] = []
 
     # -- the shared step -------------------------------------------------------------------------
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -72,13 +77,16 @@ class SequenceLightningModule(pl.LightningModule):
             return nn.functional.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
         return nn.functional.mse_loss(output, target)
 
-    def _step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _step(
+        self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of ``batch`` and the model's output, carrying ``stage``'s state on."""
         x, y = batch
         output, self.states[stage] = self.model(x, detach_state(self.states[stage]))
-        return self.loss(output, y)
+        return self.loss(output, y), output
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        loss = self._step("train", batch)
+        loss, _ = self._step("train", batch)
         if self._diverged(loss):
             self.trainer.should_stop = True
             return None  # Lightning then skips backward and the optimizer step: the weights stay good
@@ -132,9 +140,12 @@ class SequenceLightningModule(pl.LightningModule):
         self._eval_step("test", batch, batch_idx)
 
     def _eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        loss = self._step(stage, batch)
+        loss, output = self._step(stage, batch)
         if batch_idx >= self.spec.eval_burn_in:
             self._eval_losses.append(loss)
+            if self._target_scale is not None:
+                error = (output - batch[1]).detach() * self._target_scale.to(output.device)
+                self._eval_errors.append(torch.stack([error.square().mean(), error.abs().mean()]))
             if self._char_lengths is not None:
                 targets = batch[1]
                 # A no-op after the first window. float64 keeps a char run's count exact (its bpc is then
@@ -165,6 +176,7 @@ class SequenceLightningModule(pl.LightningModule):
         self._eval_losses = []
         self._eval_chars = []
         self._eval_tokens = 0
+        self._eval_errors = []
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")
@@ -184,6 +196,11 @@ class SequenceLightningModule(pl.LightningModule):
         if self.spec.tokens:
             metrics[f"{stage}/bpc"] = mean * self._tokens_per_char() / math.log(2)
             metrics[f"{stage}/ppl"] = math.exp(mean) if mean < 700 else math.inf
+        elif self._eval_errors:
+            errors = self.trainer.strategy.reduce(
+                torch.stack(self._eval_errors).mean(dim=0), reduce_op="mean"
+            )
+            metrics[f"{stage}/mse"], metrics[f"{stage}/mae"] = errors.tolist()
         else:
             metrics[f"{stage}/mse"] = mean
         # Already equal on every rank; sync_dist only tells Lightning so (one more tiny all-reduce).

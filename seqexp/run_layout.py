@@ -21,6 +21,7 @@ EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's own names, in TENSORBOARD
 GRAD_FLOW_FILE = "grad_flow.json"  # the last gradient-flow curve, for the report (in TENSORBOARD_DIR before)
 STATUS_FILE = "status.json"
 TRACKER_IDS = "trackers.json"  # the id each tracker (MLflow, W&B) gave the run, for a resume to continue
+BASELINES_FILE = "baselines.json"  # a forecast series' classical baselines, scored on the run's origins
 METRICS_FILE = "metrics.csv"  # every scalar the run logged, whatever its loggers (seqexp/trackers/files.py)
 OWNER = ".owner"  # created by the run that owns the folder
 MULTIRUN_CONFIG = "multirun.yaml"  # in a sweep's folder, by Hydra: the sweep's config and overrides

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqexp.diagnostics import closed_loop_forecast, gradient_flow, memory_steps
+from seqexp.diagnostics import closed_loop_forecasts, gradient_flow, memory_steps
 from seqexp.models.sequence_model import SequenceModel
 
 CELLS = ["torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU", "seqexp.models.peephole.PeepholeLSTM"]
@@ -98,8 +98,9 @@ class SpyModel(nn.Module):
 
 def test_the_forecast_feeds_back_exactly_what_the_model_predicted():
     spy = SpyModel()
-    warm_up = torch.randn(1, 7, 2)
-    forecast = closed_loop_forecast(spy, warm_up, horizon=5)
+    series = torch.randn(12, 2)
+    warm_up = series[:7].unsqueeze(0)
+    forecast = closed_loop_forecasts(spy, series, [7], horizon=5)[0]
 
     assert torch.equal(spy.inputs[0], warm_up)  # the warm-up first, all of it in one call
     assert len(spy.inputs) == 5 and all(x.shape == (1, 1, 2) for x in spy.inputs[1:])

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from seqexp.callbacks.periodic import PeriodicDiagnostic
-from seqexp.diagnostics import closed_loop_forecast
+from seqexp.diagnostics import closed_loop_forecasts
 from seqexp.errors import ConfigError
 from seqexp.trackers.run_log import RunLog, validation_log_step
 
@@ -54,30 +54,39 @@ class SeriesFitPlot(PeriodicDiagnostic):
         prediction, _ = module.predict_sequence(x.unsqueeze(0))
         step = validation_log_step(trainer)
         next_step = "val" not in datamodule.targets
-        horizon = min(self.horizon, len(inputs) - self.warm_up)
+        # A series scored by forecasters' rules draws its forecasts itself (callbacks/forecast_score.py).
+        horizon = 0 if datamodule.forecasting else min(self.horizon, len(inputs) - self.warm_up)
         # A bare Figure (no pyplot) needs no display and no global figure registry.
         figure = Figure(figsize=(14 if next_step and horizon > 0 else 8, 4))
         panels = figure.subplots(1, 2 if next_step and horizon > 0 else 1, squeeze=False)[0]
-        dt = datamodule.time_step
+        # A target belongs as many steps after its input as the dataset says (the next item: one).
+        lead = 1 if next_step else datamodule.targets_lead
+        times = datamodule.val_times(len(x) + lead)
         fit = panels[0]
-        fit.plot([dt * i for i in range(len(x))], x[:, 0].tolist(), "r.", label="input, x")
-        shift = 1 if next_step else 0  # a next-step target belongs one step later on the time axis
-        t = [dt * (i + shift) for i in range(len(x))]
-        fit.plot(t, target[:, 0].tolist(), "b-", alpha=0.4, label="target, y")
-        fit.plot(t, prediction.cpu()[0, :, 0].tolist(), "b.", label="prediction")
+        fit.plot(
+            times[: len(x)], datamodule.in_data_units(x, "inputs")[:, 0].tolist(), "r.", label="input, x"
+        )
+        t = times[lead : lead + len(x)]
+        fit.plot(
+            t, datamodule.in_data_units(target, "targets")[:, 0].tolist(), "b-", alpha=0.4, label="target, y"
+        )
+        prediction = datamodule.in_data_units(prediction.cpu()[0], "targets")
+        fit.plot(t, prediction[:, 0].tolist(), "b.", label="prediction")
         fit.set_title(f"{'one-step ' if next_step else ''}fit at step {step}")
-        _finish(fit)
+        _finish(fit, datamodule.time_label)
         if not (next_step and horizon > 0):
             figure.subplots_adjust(right=0.8)
             # Named for the first series, for every series: the tag users know from TensorBoard.
             log.figure("val/sine_fit", figure, step)
             return
-        warm_up = inputs[: self.warm_up].unsqueeze(0).to(module.device)
-        forecast = closed_loop_forecast(module.model, warm_up, horizon).cpu()
+        series = inputs[: self.warm_up + horizon].to(module.device)
+        forecast = closed_loop_forecasts(module.model, series, [self.warm_up], horizon)[0].cpu()
         truth = inputs[self.warm_up : self.warm_up + horizon]
         mse = float(torch.mean((forecast - truth) ** 2))
         log.scalar("val/forecast_mse", mse, step)
+        dt = datamodule.time_step
         self._draw_forecast(panels[1], inputs, forecast, dt, step, mse, float(torch.mean(truth**2)))
+        _finish(panels[1], datamodule.time_label)
         figure.subplots_adjust(right=0.88, wspace=0.45)
         log.figure("val/forecast", figure, step)
 
@@ -97,11 +106,10 @@ class SeriesFitPlot(PeriodicDiagnostic):
         axes.plot(times, forecast[:, 0].tolist(), "g.", markersize=3, label="forecast")
         axes.axvspan(0, dt * (self.warm_up - 1), color="gray", alpha=0.15, label="warm-up")
         axes.set_title(f"closed-loop forecast: mse {mse:.3g} (predicting 0: {zero:.3g})")
-        _finish(axes)
 
 
-def _finish(axes: Axes) -> None:
-    axes.set_xlabel("t from the start of the validation series")
+def _finish(axes: Axes, time_label: str) -> None:
+    axes.set_xlabel(time_label)
     # Beside the plot rather than loc="best": no overlap with the curve, and "best" searches for a
     # spot at every draw (a third of the figure's cost).
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

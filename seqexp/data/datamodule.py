@@ -6,8 +6,10 @@ A dataset is one subclass implementing :meth:`StreamDataModule.load_splits` and
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
@@ -16,6 +18,9 @@ from torch.utils.data import DataLoader
 from seqexp.data.spec import DataSpec
 from seqexp.data.streams import Batch, WindowStream, min_items
 from seqexp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from seqexp.data.series import Forecasting
 
 
 def _limited(windows: int, limit: int | float) -> int:
@@ -28,8 +33,13 @@ class StreamDataModule(pl.LightningDataModule):
 
     # What one item of a series is, in messages to the user ("characters" for text).
     item_name = "items"
-    # The spacing of consecutive items of a float series on the time axis of plots.
+    # The spacing of consecutive items of a float series on the time axis of plots, and that axis' name.
     time_step = 1.0
+    time_label = "t from the start of the validation series"
+    # Where a dataset supplies its own targets, how many steps after its input each one belongs.
+    targets_lead = 0
+    # How the held-out part is forecast and scored against the classical methods (data=series); None: not.
+    forecasting: "Forecasting | None" = None
     # Leading windows of each evaluation that only warm up the state when data.eval_burn_in is null.
     default_eval_burn_in = 0
     # Rows per process when data.batch_size is null, halved until the shortest split fills them.
@@ -80,6 +90,19 @@ class StreamDataModule(pl.LightningDataModule):
             return series, self.targets[split]
         return series[:-1], series[1:]
 
+    def split_name(self, split: str) -> str:
+        """How messages name ``split``."""
+        return f"{split} split"
+
+    def val_times(self, count: int) -> Sequence[float] | np.ndarray:
+        """The time axis of the first ``count`` items of the validation split, for figures."""
+        return [self.time_step * i for i in range(count)]
+
+    def in_data_units(self, values: torch.Tensor, columns: str) -> torch.Tensor:
+        """``values`` of the model's ``columns`` ("inputs" or "targets") as the data had them (a dataset
+        that scales its series undoes it here)."""
+        return values
+
     def fit_batch_size(self, world_size: int) -> int:
         """Settle a null ``batch_size`` for ``world_size`` processes (one log line when it is lowered) and
         return it; a number is kept, and a split too short for it is refused where its stream is built."""
@@ -108,7 +131,7 @@ class StreamDataModule(pl.LightningDataModule):
             self.seq_length,
             world_size,
             rank,
-            name=f"{split} split",
+            name=self.split_name(split),
             unit=self.item_name,
             device=device,
             targets=self.targets.get(split),

@@ -20,12 +20,27 @@ class DataSpec:
     eval_burn_in: int = 0
     # A corpus's sha256 (text data): a resume on other text with the same characters is refused by it.
     source_sha256: str | None = None
+    # A float series read from a table (data=series, seqexp/data/series.py): every column it uses (the
+    # inputs first), which of them the model reads and which it predicts, and the scaling fitted on the
+    # training split, value = scaled * scale + offset, so that metrics and forecasts are in the data's units.
+    columns: tuple[str, ...] = ()
+    inputs: tuple[int, ...] = ()
+    targets: tuple[int, ...] = ()
+    scale: tuple[float, ...] = ()
+    offset: tuple[float, ...] = ()
+    # The model reads and predicts the changes from row to row (data.difference), scaled as above.
+    differenced: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain containers only (the vocabulary as a list), so a checkpoint holding it loads with
+        """Plain containers only (sequences as lists), so a checkpoint holding it loads with
         ``weights_only=True``."""
-        return {**asdict(self), "vocab": list(self.vocab)}
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "DataSpec":
-        return cls(**{**values, "vocab": tuple(values.get("vocab", ()))})
+        fields: dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
+        }
+        return cls(**fields)

@@ -129,7 +129,7 @@ def ets(series: np.ndarray, n_train: int, origins: list[int], horizon: int, seas
     This estimator gives the issue's co2 numbers (1.42 ppm, MASE 1.12); ``ets.ETSModel`` by maximum
     likelihood stops at its evaluation limit with MASE 1.1251, and takes about three times as long.
     """
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing  # type: ignore[import-untyped]
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     steps = np.arange(1, horizon + 1)
     phase = (steps - 1) % season - season  # the index, in the last season of states, of each step's phase
@@ -176,7 +176,7 @@ def sarima(
     fitted parameters, so each observation of the holdout is filtered once however many origins there
     are (``apply`` to ``series[:o]`` would give the same forecasts, filtering the whole history again).
     """
-    from statsmodels.tsa.statespace.sarimax import SARIMAX  # type: ignore[import-untyped]
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     forecasts = np.empty((len(origins), horizon, series.shape[1]))
     with _statsmodels_quiet():

@@ -1,6 +1,8 @@
 """The leaderboard: one row per run, best first, as Markdown, CSV or console text. Text runs are ranked by
-val/bpc at their best val/loss (bits per character compare across tokenizers, a loss per token does not),
-other runs, and a folder that mixes them with text runs, by their best val/loss.
+val/bpc at their best val/loss (bits per character compare across tokenizers, a loss per token does not);
+forecast series by val/mase at their best val/loss, with a row for each classical baseline of their
+``baselines.json`` (scored on the same origins), so that the board says where the model stands; other
+runs, and a folder that mixes kinds, by their best val/loss.
 
 What a row says, and where it comes from:
 - the overrides that differ between the runs (``.hydra/overrides.yaml``), and the cell (from the
@@ -29,7 +31,7 @@ import io
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -37,11 +39,15 @@ from seqexp.report.runs import Run
 
 LOSS = "val/loss"
 BPC = "val/bpc"
+MASE = "val/mase"
+FORECAST_MAE = "val/forecast_mae"
 TOKENIZER_KEYS = ("data.tokenizer", "data.vocab_size")
 MEMORY = "val/memory_steps"
 FORECAST = "val/forecast_mse"
 LEGEND = (
-    "Ranked by val/bpc where every run has it (text), else by val/loss. best val/* other than val/loss: "
+    "Ranked by val/mase where every run has it (a forecast series, with the classical methods as baseline "
+    "rows scored on the same origins), else by val/bpc where every run has it (text), else by val/loss. "
+    "best val/* other than val/loss: "
     "at the step of the best val/loss. memory_steps: the largest lag whose gradient is still 1e-3 of lag "
     "0's, and forecast_mse: the closed-loop forecast's error, both last measured. tokens/s: median over "
     "epochs of train/tokens_per_s. wall time: from the first to the last TensorBoard event of the run."
@@ -194,14 +200,50 @@ def build_leaderboard(runs: list[Run]) -> Leaderboard:
                 wall_time=run.events_span(),
             )
         )
+    # Forecast series: the classical methods as rows of their own, scored on the same origins.
+    by_mase = bool(rows) and all(row.extra.get(MASE) is not None for row in rows if row.best_loss is not None)
+    if by_mase:
+        rows += _baseline_rows(runs)
     # sorted() is stable: runs without a best loss keep the path order find_runs gave them.
-    # Bits per character only where every scored run has them: a mixed folder keeps the loss's order.
+    # Bits per character (MASE) only where every scored run has them: a mixed folder keeps the loss's order.
     by_bpc = all(row.extra.get(BPC) is not None for row in rows if row.best_loss is not None)
-    rows.sort(
-        key=lambda row: (row.best_loss is None, (row.extra.get(BPC) if by_bpc else row.best_loss) or 0.0)
-    )
+    rank = MASE if by_mase else BPC if by_bpc else None
+
+    def order(row: Row) -> tuple[bool, float]:
+        value = row.best_loss if rank is None else row.extra.get(rank)
+        return value is None, value or 0.0
+
+    rows.sort(key=order)
     show_cell = "model" not in keys and len({row.cell for row in rows}) > 1
     return Leaderboard(rows, keys, extra_tags, show_cell, diagnostics, show_tokenizer)
+
+
+def _baseline_rows(runs: list[Run]) -> list[Row]:
+    """One row per classical method and scoring setup (series, origins, horizon, season) of the runs."""
+    setups: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run.baselines is not None:
+            record = run.baselines
+            setup = f"{record.get('data')}, {record.get('origins')} origins x {record.get('horizon')} steps"
+            setups.setdefault(setup, record)
+    rows = []
+    for setup, record in setups.items():
+        for method, scores in record["scores"].items():
+            rows.append(
+                Row(
+                    run=f"{method} (baseline)" if len(setups) == 1 else f"{method} (baseline; {setup})",
+                    status="baseline",
+                    note="" if method == "naive" else f"season {record.get('season')}",
+                    overrides={},
+                    cell=None,
+                    tokenizer=None,
+                    parameters=None,
+                    best_loss=None,
+                    final_loss=None,
+                    extra={MASE: scores.get("mase"), FORECAST_MAE: scores.get("mae")},
+                )
+            )
+    return rows
 
 
 def _tokenizer(run: Run) -> str | None:

@@ -24,6 +24,7 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from seqexp.app.run_status import RunStatus, read_status
 from seqexp.errors import first_line
 from seqexp.run_layout import (
+    BASELINES_FILE,
     EVENT_FILES,
     GRAD_FLOW_FILE,
     HYDRA_DIR,
@@ -76,6 +77,8 @@ class Run:
     damage: list[Damage] = field(default_factory=list)
     # The last gradient-flow curve (seqexp/callbacks/grad_flow.py): norms by lag, seq_length, step.
     grad_flow: dict[str, Any] | None = None
+    # A forecast series' classical baselines, scored on the run's origins (callbacks/forecast_score.py).
+    baselines: dict[str, Any] | None = None
 
     def best(self, tag: str) -> tuple[int, float] | None:
         """``(step, value)`` of the smallest finite value of ``tag``, or None if there is none."""
@@ -228,6 +231,7 @@ def find_runs(directory: Path) -> tuple[list[Run], list[Skipped], list[str]]:
         run.scalars, run.events_error = read_record(folder)
         run.damage = find_damage(folder)
         run.grad_flow = _read_grad_flow(folder)
+        run.baselines = _read_baselines(folder)
         problems = [*map(str, run.events_damage), *filter(None, [run.events_fall_short])]
         if run.events_error:
             warnings.append(f"{name}: {run.events_error}; listed without metrics")
@@ -332,6 +336,15 @@ def _read_grad_flow(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):  # cut short by a kill: the run just has no curve
         return None
     return curve if isinstance(curve, dict) and isinstance(curve.get("norms"), list) else None
+
+
+def _read_baselines(folder: Path) -> dict[str, Any] | None:
+    """The baselines' scores the forecast callback left in the run's folder, if it left them."""
+    try:
+        record = json.loads((folder / BASELINES_FILE).read_text())
+    except (OSError, ValueError):  # none (not a forecast series), or cut short by a kill
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("scores"), dict) else None
 
 
 def _load_config(path: Path) -> DictConfig:
