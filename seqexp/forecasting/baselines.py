@@ -96,7 +96,7 @@ def seasonal_naive_drift(series: np.ndarray, origins: list[int], horizon: int, s
     added once per step back, so that a forecast of the value a season ago gains a season's worth of
     trend. This variant reproduces the issue's co2 table (MAE 1.04 ppm); the alternatives do not: the
     slope times h gives 1.51, and the mean seasonal difference ``mean(y_t - y_{t-season})`` per season
-    back (fable's ``SNAIVE(y ~ drift())``) gives 1.01."""
+    back gives 1.01."""
     back = _seasons_back(horizon, season)
     with_drift = []
     for origin, forecast in zip(origins, seasonal_naive(series, origins, horizon, season), strict=True):
@@ -109,8 +109,11 @@ def seasonal_naive_drift(series: np.ndarray, origins: list[int], horizon: int, s
 def _statsmodels_quiet() -> Iterator[None]:
     """statsmodels warns of non-converged optimizers and of bounds hit by the fits below; a baseline
     is taken as its estimator leaves it, so those warnings are noise here, and only here."""
+    from statsmodels.tools.sm_exceptions import ModelWarning  # type: ignore[import-untyped]
+
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"statsmodels\.")
+        warnings.filterwarnings("ignore", category=ModelWarning)  # its own, wherever their stacklevel points
+        warnings.filterwarnings("ignore", module=r"statsmodels\.")  # numpy's, raised in its optimizers
         yield
 
 
