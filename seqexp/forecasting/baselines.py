@@ -182,8 +182,8 @@ def sarima(
     BLAS runs on one thread here. A seasonal model carries about two seasons of states (107 for
     SARIMA(1,1,1)(0,1,1)52), and each step of the filter multiplies matrices of that size: too small to
     share across threads, so OpenBLAS's threads only wait for each other, and on cores that other work
-    keeps busy they wait for the scheduler too. On 2 busy cores one likelihood of co2 took 0.3 s on one
-    thread and 0.6 to 33 s on two; the whole fit 47 s against 60 s, and 912 s with the other core loaded.
+    keeps busy they wait for the scheduler too. On 2 shared cores one likelihood of co2 took 0.3 s on
+    one thread and 0.6 to 33 s on two, and the whole fit 47 s on one, 60 to 912 s on two.
     """
     from statsmodels.tsa.statespace.sarimax import SARIMAX  # type: ignore[import-untyped]
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -225,7 +225,7 @@ def cache_key(
         "statsmodels": importlib.metadata.version("statsmodels"),
         "formulas": FORMULAS_VERSION,
     }
-    digest = hashlib.sha256(np.ascontiguousarray(series).tobytes())
+    digest = hashlib.sha256(series.tobytes())  # C order whatever the layout in memory
     digest.update(json.dumps(arguments, sort_keys=True).encode())
     return digest.hexdigest()
 
