@@ -5,12 +5,13 @@ the user's mistakes, and the issue's co2 reference table."""
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from seqexp.errors import ConfigError
 from seqexp.forecasting import baselines
@@ -21,6 +22,14 @@ from tests.helpers import REPO
 # Two columns forecast independently: digits of pi (no structure) and 1..12 (a straight line).
 TINY = np.column_stack([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8], np.arange(1, 13)]).astype(np.float64)
 SARIMA_ORDERS = {"sarima_order": (1, 0, 0), "sarima_seasonal_order": (0, 1, 1)}
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread() -> Iterator[None]:
+    """The statsmodels fits that these tests make themselves on one BLAS thread, as the SARIMA baseline
+    makes its own: two threads on cores that another process keeps busy make them seconds slower."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def forecast_tiny(methods: tuple[str, ...], origins: list[int], horizon: int) -> dict[str, np.ndarray]:
@@ -137,6 +146,22 @@ def test_sarima_equals_statsmodels_filtering_each_history_with_the_training_fit(
                 model = SARIMAX(series[:origin, column], order=(1, 0, 0), seasonal_order=(0, 1, 1, 4))
                 expected = model.filter(fitted.params).forecast(8)
                 np.testing.assert_allclose(forecast[:, column], expected, rtol=1e-8)
+
+
+def test_statsmodels_warnings_are_silenced_inside_the_baselines_only() -> None:
+    """What statsmodels warns about on this fit (non-invertible starting ARMA parameters) stays inside
+    the baseline, and the caller's warning filters are as they were."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    noise = np.random.default_rng(2).normal(0, 1, (48, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        baseline_forecasts(noise, 40, [40], 8, 4, (1, 0, 1), (0, 0, 0), ("sarima", "ets"))
+        assert caught == []
+        assert warnings.filters == filters
+        SARIMAX(noise[:40, 0], order=(1, 0, 1), seasonal_order=(0, 0, 0, 4)).fit(disp=False)
+    assert caught, "statsmodels no longer warns on this fit: choose one that does"
 
 
 def test_importing_the_baselines_imports_neither_statsmodels_nor_torch() -> None:
