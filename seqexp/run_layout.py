@@ -32,9 +32,14 @@ EXPECTED = (
 )
 
 
-def checkpoint_file(path: str | Path, key: str = "ckpt") -> Path:
-    """The checkpoint file ``path`` names: the file itself, or ``checkpoints/last.ckpt`` of a run folder."""
+def checkpoint_file(path: str | Path, key: str = "ckpt", best: bool = False) -> Path:
+    """The checkpoint file ``path`` names: the file itself, or ``checkpoints/last.ckpt`` of a run folder
+    (with ``best``, its best checkpoint by val/loss where it has one)."""
     candidate = Path(path).expanduser()
+    if best and candidate.is_dir():
+        found = sorted((candidate / CHECKPOINT_DIR).glob(BEST))
+        if found:
+            return found[-1]
     if candidate.is_dir():
         last = candidate / CHECKPOINT_DIR / LAST
         if not last.is_file():

@@ -70,6 +70,26 @@ def test_a_csv_becomes_its_numeric_columns_with_the_gaps_filled_and_the_dates_pa
     assert len(datamodule.splits["val"]) == 6 and len(datamodule.splits["train"]) == 54
 
 
+def test_parquet_npy_and_npz_files_give_the_same_series_as_the_csv(tmp_path):
+    frame = weekly_table(rows=80)
+    numbers = frame[["level", "other"]]
+    expected = numbers.to_numpy()
+    csv_values = series_module(write_csv(frame, tmp_path / "t.csv"), "data.time_column=week").table.values
+    np.testing.assert_allclose(
+        csv_values, expected, rtol=1e-12
+    )  # pandas' fast float parser is not round-trip exact
+    frame.to_parquet(tmp_path / "t.parquet")
+    np.save(tmp_path / "t.npy", numbers.to_numpy())
+    np.savez(tmp_path / "t.npz", level=numbers["level"].to_numpy(), other=numbers["other"].to_numpy())
+    parquet = series_module(tmp_path / "t.parquet", "data.time_column=week").table
+    assert parquet.names == ("level", "other") and np.array_equal(parquet.values, expected)
+    assert parquet.times[-1] == np.datetime64(frame["week"].iloc[-1])
+    npy = series_module(tmp_path / "t.npy").table  # columns named by their index
+    assert npy.names == ("0", "1") and np.array_equal(npy.values, expected) and npy.times is None
+    npz = series_module(tmp_path / "t.npz").table
+    assert npz.names == ("level", "other") and np.array_equal(npz.values, expected)
+
+
 def test_the_scaling_is_fitted_on_the_training_rows_only(tmp_path):
     frame = weekly_table()
     changed = frame.copy()
@@ -190,8 +210,10 @@ def test_forecast_py_continues_the_dates_in_the_data_units(runs, tmp_path):
     last = pd.Timestamp(weekly_table()["week"].iloc[-1])
     assert last.day_name() == "Sunday"
     assert list(written["week"]) == [str((last + pd.Timedelta(weeks=k)).date()) for k in range(1, 6)]
-    # The first step, computed here without the task: the model over the whole scaled series.
-    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    # The first step, computed here without the task: the best model over the whole scaled series.
+    # A run folder stands for its best checkpoint: the model with the best val/loss.
+    (best,) = (run / "checkpoints").glob("best-step*.ckpt")
+    checkpoint = torch.load(best, weights_only=True)
     from seqexp.checkpoints import model_from_checkpoint
 
     model, spec = model_from_checkpoint(checkpoint)

@@ -141,5 +141,7 @@ class ForecastScore(pl.Callback):
         axes.set_xlabel(datamodule.time_label)
         axes.set_ylabel(column)
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+        if datamodule.table.times is not None:
+            figure.autofmt_xdate()  # dates slanted, so that a year's worth of them does not overlap
         figure.subplots_adjust(right=0.72)
         return figure

@@ -9,6 +9,7 @@ one-step fit alone as ``val/sine_fit``.
 
 from typing import TYPE_CHECKING, cast
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib.axes import Axes
@@ -75,6 +76,8 @@ class SeriesFitPlot(PeriodicDiagnostic):
         fit.set_title(f"{'one-step ' if next_step else ''}fit at step {step}")
         _finish(fit, datamodule.time_label)
         if not (next_step and horizon > 0):
+            if np.issubdtype(np.asarray(times).dtype, np.datetime64):
+                figure.autofmt_xdate()  # dates slanted, so that they do not overlap
             figure.subplots_adjust(right=0.8)
             # Named for the first series, for every series: the tag users know from TensorBoard.
             log.figure("val/sine_fit", figure, step)

@@ -47,7 +47,8 @@ def forecast(cfg: DictConfig) -> "pd.DataFrame":
     import pandas as pd
 
     device = choose_device(cfg.device)
-    file = checkpoint_file(cfg.ckpt)
+    # A run's best model, not its last: a series model forecasts worse once it overfits the training rows.
+    file = checkpoint_file(cfg.ckpt, best=True)
     model, spec = model_from_checkpoint(read_checkpoint(file, device=device), path=cfg.ckpt)
     require_finite_weights(model, path=cfg.ckpt)
     if not spec.columns:
