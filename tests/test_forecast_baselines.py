@@ -122,6 +122,21 @@ def test_ets_forecasts_a_linear_trend_and_an_exact_season() -> None:
     np.testing.assert_allclose(forecasts, actual, atol=1e-3)
 
 
+def test_a_season_of_one_is_no_season_for_ets_and_sarima() -> None:
+    """data.season's default, 1, for a series with no season: Holt's linear trend, and SARIMA without its
+    seasonal part (statsmodels refuses a season of 1 for either)."""
+    t = np.arange(40.0)
+    series = (3 + 0.5 * t)[:, None]
+    origins = rolling_origins(n_train=30, n_total=40, horizon=5, stride=5)
+    forecasts = baseline_forecasts(series, 30, origins, 5, 1, (0, 1, 0), (0, 1, 1), ("ets", "sarima"))
+    actual = np.stack([series[origin : origin + 5] for origin in origins])
+    np.testing.assert_allclose(forecasts["ets"], actual, atol=1e-3)  # a line, continued
+    # A random walk (0, 1, 0) forecasts the last value, as the naive method does.
+    np.testing.assert_allclose(
+        forecasts["sarima"], np.stack([np.repeat(series[o - 1 : o], 5, 0) for o in origins])
+    )
+
+
 def test_sarima_equals_statsmodels_filtering_each_history_with_the_training_fit() -> None:
     """The independent path: the model fitted on the training split, its parameters applied to the
     whole history before each origin (a filter from the first point, where the baseline carries the

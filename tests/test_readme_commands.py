@@ -34,6 +34,7 @@ BUDGETS = {
     ],
     "sample.py": ["length=50"],
     "eval.py": [],
+    "forecast.py": [],
     "report.py": [],
     "bench_sample.py": ["--length", "20", "--repeats", "1"],
     "bench_cells.py": ["--shape", "seed", "--repeats", "1", "--warmup", "0"],
@@ -130,7 +131,7 @@ def workspace(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme")
     text = (grammar_corpus(4000) + "Once upon a time the cat sees the dog.\n") * 4
     (folder / "my.txt").write_text(text, encoding="utf-8")
-    days = 400  # a year of daily sales, the units following the price and the day of the week
+    days = 1000  # three years of daily sales, the units following the price and the day of the week
     rng = np.random.default_rng(0)
     price = 10 + np.cumsum(rng.normal(0, 0.05, days))
     units = 100 - 3 * price + 10 * np.sin(2 * np.pi * np.arange(days) / 7) + rng.normal(0, 2, days)
@@ -186,6 +187,10 @@ def substitute(folder: Path, command: str) -> str:
             assert made.returncode == 0, made.stderr[-3000:]
             found = latest(folder, pattern)
         command = command.replace(single_run.group(), str(found.relative_to(folder)))
+    if re.search(r"outputs/runs/<date>(\s|$)", command):  # the day's folder of runs
+        found = latest(folder, "outputs/runs/*")
+        assert found is not None, f"{command}: no run has been made yet"
+        command = re.sub(r"outputs/runs/<date>(?=\s|$)", str(found.relative_to(folder)), command)
     if re.search(sweep, command):
         found = latest(folder, "outputs/multiruns/*/*")
         if found is None:
@@ -219,6 +224,9 @@ def compose_up_to_the_trainer(folder: Path, args: list[str]) -> None:
 
 
 @pytest.mark.slow  # every README command for real: a few minutes on 2 shared cores
+# One worker runs them all, in README order: a command then finds the run an earlier one made, instead of
+# each worker training its own copy on demand.
+@pytest.mark.xdist_group("readme")
 @pytest.mark.parametrize(("where", "command"), COMMANDS, ids=[f"{w}:{c[15:60]}" for w, c in COMMANDS])
 def test_the_command_runs_as_written(workspace, where, command):
     if command.startswith("for "):  # e.g. resuming every job of a sweep: the loop runs in bash as written
@@ -267,6 +275,7 @@ def presets_no_command_runs() -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("readme")
 def test_every_preset_runs_a_few_steps(workspace):
     """Presets that no command names (today: none) still run, so a new preset is never untried."""
     for group, preset in presets_no_command_runs():

@@ -202,6 +202,10 @@ def test_loss_against_time_takes_the_best_run_of_each_cell_in_minutes_since_its_
     make_run(
         tmp_path / "rnn_failed", ["seed=4"], status={"status": "failed", "error": "boom"}, cell="torch.nn.RNN"
     )
+    # debug=fast logs no scalars: its result is only in status.json, and it has no curve.
+    make_run(
+        tmp_path / "peephole_fast", ["seed=5"], status={"status": "ok", "objective": 0.5}, cell="x.Peephole"
+    )
     runs, _, _ = find_runs(tmp_path)
     curves = loss_against_time(runs, build_leaderboard(runs))
     assert sorted(curves) == ["GRU", "LSTM"]  # one curve per cell that has a finite val/loss

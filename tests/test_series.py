@@ -70,6 +70,19 @@ def test_a_csv_becomes_its_numeric_columns_with_the_gaps_filled_and_the_dates_pa
     assert len(datamodule.splits["val"]) == 6 and len(datamodule.splits["train"]) == 54
 
 
+def test_dropped_gaps_and_irregular_dates_are_reported_in_one_line_each(tmp_path, caplog):
+    frame = weekly_table(rows=80)
+    frame.loc[[5, 6], "level"] = np.nan
+    datamodule = series_module(
+        write_csv(frame, tmp_path / "t.csv"), "data.time_column=week", "data.missing=drop"
+    )
+    assert len(datamodule.table.values) == 78 and not np.isnan(datamodule.table.values).any()
+    assert "data.missing=drop: 2 of 80 rows" in caplog.text
+    # Dropping rows 5 and 6 leaves one step of three weeks among 7-day ones.
+    assert "1 of 77 steps differ from the usual 7 days" in caplog.text
+    assert datamodule.table.times[5] - datamodule.table.times[4] == np.timedelta64(21, "D")
+
+
 def test_parquet_npy_and_npz_files_give_the_same_series_as_the_csv(tmp_path):
     frame = weekly_table(rows=80)
     numbers = frame[["level", "other"]]

@@ -40,6 +40,8 @@ class ForecastScore(pl.Callback):
                 raise ConfigError(f"{self.key}{name}={value} is invalid: it must be an integer >= 1")
         self.cache_dir, self.context, self.every = Path(cache_dir).expanduser(), context, every
         self.validations = 0
+        # Set when fitting starts: the MASE scale per target column, the baselines' forecasts and scores.
+        self.scale = np.ones(1)
         self.baselines: dict[str, np.ndarray] = {}
         self.baseline_scores: dict[str, dict[str, float]] = {}
 

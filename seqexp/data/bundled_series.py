@@ -4,8 +4,6 @@
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from seqexp.errors import ConfigError
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -47,11 +45,5 @@ BUNDLED: dict[str, Callable[[], "pd.DataFrame"]] = {
 
 
 def bundled_frame(name: str) -> "pd.DataFrame":
-    """The bundled dataset ``name`` as a table; ConfigError naming the extra when statsmodels is missing."""
-    try:
-        return BUNDLED[name]()
-    except ModuleNotFoundError as error:
-        raise ConfigError(
-            f"data.dataset={name} needs the {error.name} package, which is not installed: "
-            "pip install -e '.[series]'"
-        ) from None
+    """The bundled dataset ``name`` as a table (SeriesDataModule checks the name and the packages)."""
+    return BUNDLED[name]()

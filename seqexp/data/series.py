@@ -10,8 +10,10 @@ targets are inputs, it can forecast in closed loop, and the run is scored as for
 held-out rows).
 """
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -24,6 +26,19 @@ from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError
 from seqexp.forecasting.baselines import BASELINES
 from seqexp.forecasting.scoring import rolling_origins
+
+
+@dataclass(frozen=True)
+class LoadedSeries:
+    """A series as read: the table, which of its columns the model reads and predicts, the rows before
+    the held-out ones, and the scaling fitted on them (``value = scaled * scale + offset``)."""
+
+    table: SeriesTable
+    inputs: tuple[int, ...]
+    targets: tuple[int, ...]
+    n_train: int
+    offset: np.ndarray
+    scale: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -108,41 +123,56 @@ class SeriesDataModule(StreamDataModule):
             (sarima_order[0], sarima_order[1], sarima_order[2]),
             (sarima_seasonal_order[0], sarima_seasonal_order[1], sarima_seasonal_order[2]),
         )
-        self._table: SeriesTable | None = None
 
     # -- the table, read once ----------------------------------------------------------------------
+    @cached_property
+    def loaded(self) -> LoadedSeries:
+        """The file (or bundled series) read, its columns chosen, gaps handled, the scaling fitted."""
+        statistical = {"ets", "sarima"} & set(self.forecasting.baselines)
+        require_series_packages(statsmodels=self.dataset is not None or bool(statistical))
+        if self.path is not None:
+            frame, source = read_frame(self.path), f"data.path={self.path!r}"
+        else:
+            frame, source = bundled_frame(str(self.dataset)), f"data.dataset={self.dataset}"
+        table, inputs, targets = series_table(
+            frame,
+            source,
+            columns=self.columns,
+            target=self.target,
+            time_column=self.time_column,
+            missing=self.missing,
+        )
+        n_val = int(len(table.values) * self.val_fraction)
+        n_train = len(table.values) - n_val
+        if n_val < 2 or n_train < 2:
+            raise ConfigError(
+                f"data.val_fraction={self.val_fraction} leaves {n_train} training and {n_val} "
+                f"held-out rows of {source}'s {len(table.values)}: each needs at least 2"
+            )
+        modelled = model_rows(table.values, self.difference)
+        offset, scale = fit_scaling(modelled[: n_train - self.shift], self.scale_kind)
+        return LoadedSeries(table, inputs, targets, n_train, offset, scale)
+
     @property
     def table(self) -> SeriesTable:
         """Every column the run uses, in the data's units, gaps handled as ``data.missing`` says."""
-        if self._table is None:
-            if self.path is not None:
-                frame, source = read_frame(self.path), f"data.path={self.path!r}"
-            else:
-                frame, source = bundled_frame(str(self.dataset)), f"data.dataset={self.dataset}"
-            self._table, self.input_columns, self.target_columns = series_table(
-                frame,
-                source,
-                columns=self.columns,
-                target=self.target,
-                time_column=self.time_column,
-                missing=self.missing,
-            )
-            n_val = int(len(self._table.values) * self.val_fraction)
-            self.n_train = len(self._table.values) - n_val
-            if n_val < 2 or self.n_train < 2:
-                raise ConfigError(
-                    f"data.val_fraction={self.val_fraction} leaves {self.n_train} training and {n_val} "
-                    f"held-out rows of {source}'s {len(self._table.values)}: each needs at least 2"
-                )
-            self.offset, self.scale = fit_scaling(
-                self.model_values()[: self.n_train - self.shift], self.scale_kind
-            )
-        return self._table
+        return self.loaded.table
+
+    @property
+    def input_columns(self) -> tuple[int, ...]:
+        return self.loaded.inputs
+
+    @property
+    def target_columns(self) -> tuple[int, ...]:
+        return self.loaded.targets
+
+    @property
+    def n_train(self) -> int:
+        return self.loaded.n_train
 
     @property
     def forecasts_in_closed_loop(self) -> bool:
         """Whether the model's predictions can be fed back: every target is one of the inputs."""
-        self.table  # noqa: B018 (reads the columns)
         return set(self.target_columns) <= set(self.input_columns)
 
     def origins(self) -> list[int]:
@@ -158,8 +188,7 @@ class SeriesDataModule(StreamDataModule):
     def model_values(self) -> np.ndarray:
         """What the model reads and predicts, in the data's units: the table, or its changes from row to
         row (row j then stands for the change into table row j + 1)."""
-        values = self.table.values
-        return np.diff(values, axis=0) if self.difference else values
+        return model_rows(self.table.values, self.difference)
 
     def time_axis(self, start: int, stop: int) -> np.ndarray:
         """The timestamps of rows ``start:stop`` (their row numbers where the data has no time column)."""
@@ -178,13 +207,13 @@ class SeriesDataModule(StreamDataModule):
 
     def in_data_units(self, values: torch.Tensor, columns: str) -> torch.Tensor:
         which = list(self.input_columns if columns == "inputs" else self.target_columns)
-        scale = torch.as_tensor(self.scale[which], dtype=values.dtype, device=values.device)
-        offset = torch.as_tensor(self.offset[which], dtype=values.dtype, device=values.device)
+        scale = torch.as_tensor(self.loaded.scale[which], dtype=values.dtype, device=values.device)
+        offset = torch.as_tensor(self.loaded.offset[which], dtype=values.dtype, device=values.device)
         return values * scale + offset
 
     # -- what a dataset implements ---------------------------------------------------------------
     def load_splits(self) -> dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
-        scaled = torch.from_numpy((self.model_values() - self.offset) / self.scale).float()
+        scaled = torch.from_numpy((self.model_values() - self.loaded.offset) / self.loaded.scale).float()
         inputs, targets = scaled[:, list(self.input_columns)], scaled[:, list(self.target_columns)]
         split_at = self.n_train - self.shift
         rows = {"train": slice(0, split_at), "val": slice(split_at, None)}
@@ -204,9 +233,26 @@ class SeriesDataModule(StreamDataModule):
             columns=table.names,
             inputs=self.input_columns,
             targets=self.target_columns,
-            scale=tuple(float(s) for s in self.scale),
-            offset=tuple(float(o) for o in self.offset),
+            scale=tuple(float(s) for s in self.loaded.scale),
+            offset=tuple(float(o) for o in self.loaded.offset),
             differenced=self.difference,
+        )
+
+
+def model_rows(values: np.ndarray, differenced: bool) -> np.ndarray:
+    """The rows a model reads: the table's, or their changes, row j then the change into row j + 1."""
+    return np.diff(values, axis=0) if differenced else values
+
+
+def require_series_packages(statsmodels: bool) -> None:
+    """ConfigError naming the extra when a package a series needs is missing: pandas, and statsmodels
+    for a bundled series or the ETS and SARIMA baselines, before anything is read."""
+    needed = ("pandas", "statsmodels") if statsmodels else ("pandas",)
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"a series from a table needs {' and '.join(missing)}, which is not installed: "
+            "pip install -e '.[series]'"
         )
 
 

@@ -131,15 +131,17 @@ def ets(series: np.ndarray, n_train: int, origins: list[int], horizon: int, seas
 
     This estimator gives the issue's co2 numbers (1.42 ppm, MASE 1.12); ``ets.ETSModel`` by maximum
     likelihood stops at its evaluation limit with MASE 1.1251, and takes about three times as long.
+    A ``season`` of 1 means no season: Holt's linear trend, ETS(A,A,N).
     """
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     steps = np.arange(1, horizon + 1)
     phase = (steps - 1) % season - season  # the index, in the last season of states, of each step's phase
     forecasts = np.empty((len(origins), horizon, series.shape[1]))
+    seasonal = season > 1
     with _statsmodels_quiet():
         for column in range(series.shape[1]):
-            shape = {"trend": "add", "seasonal": "add", "seasonal_periods": season}
+            shape = {"trend": "add", **({"seasonal": "add", "seasonal_periods": season} if seasonal else {})}
             fitted = ExponentialSmoothing(
                 series[:n_train, column], **shape, initialization_method="estimated"
             ).fit()
@@ -151,16 +153,18 @@ def ets(series: np.ndarray, n_train: int, origins: list[int], horizon: int, seas
                     initialization_method="known",
                     initial_level=params["initial_level"],
                     initial_trend=params["initial_trend"],
-                    initial_seasonal=params["initial_seasons"],
+                    **({"initial_seasonal": params["initial_seasons"]} if seasonal else {}),
                 )
                 states = model.fit(
                     smoothing_level=params["smoothing_level"],
                     smoothing_trend=params["smoothing_trend"],
-                    smoothing_seasonal=params["smoothing_seasonal"],
+                    **({"smoothing_seasonal": params["smoothing_seasonal"]} if seasonal else {}),
                     optimized=False,
                 )
                 level, trend = states.level[-1], states.trend[-1]
-                forecasts[index, :, column] = level + steps * trend + states.season[phase]
+                forecasts[index, :, column] = (
+                    level + steps * trend + (states.season[phase] if seasonal else 0)
+                )
     return forecasts
 
 
@@ -184,6 +188,7 @@ def sarima(
     share across threads, so OpenBLAS's threads only wait for each other, and on cores that other work
     keeps busy they wait for the scheduler too. On 2 shared cores one likelihood of co2 took 0.3 s on
     one thread and 0.6 to 33 s on two, and the whole fit 47 s on one, 60 to 912 s on two.
+    A ``season`` of 1 means no season: SARIMA(order) alone.
     """
     from statsmodels.tsa.statespace.sarimax import SARIMAX
     from threadpoolctl import threadpool_limits
@@ -191,7 +196,8 @@ def sarima(
     forecasts = np.empty((len(origins), horizon, series.shape[1]))
     with _statsmodels_quiet(), threadpool_limits(limits=1, user_api="blas"):
         for column in range(series.shape[1]):
-            model = SARIMAX(series[:n_train, column], order=order, seasonal_order=(*seasonal_order, season))
+            seasons = (*seasonal_order, season) if season > 1 else (0, 0, 0, 0)
+            model = SARIMAX(series[:n_train, column], order=order, seasonal_order=seasons)
             results = model.fit(disp=False)
             seen = n_train
             for index, origin in enumerate(origins):

@@ -4,6 +4,7 @@ callback (scoring the held-out rows) and scripts/forecast.py (past the end) turn
 import numpy as np
 import torch
 
+from seqexp.data.series import model_rows
 from seqexp.data.spec import DataSpec
 from seqexp.diagnostics import closed_loop_forecasts
 
@@ -18,7 +19,7 @@ def model_forecasts(
     inputs, targets = list(spec.inputs), list(spec.targets)
     # A differenced model's row j is the change into table row j + 1.
     shift = 1 if spec.differenced else 0
-    series = np.diff(values, axis=0) if spec.differenced else values
+    series = model_rows(values, spec.differenced)
     device = next(model.parameters()).device
     scaled = torch.as_tensor((series[:, inputs] - offset[inputs]) / scale[inputs], dtype=torch.float32)
     fed_back = None if inputs == targets else [inputs.index(column) for column in targets]

@@ -64,9 +64,11 @@ def loss_against_time(runs: list[Run], board: Leaderboard) -> dict[str | None, T
     by_name = {run.name: run for run in runs}
     curves: dict[str | None, TimeCurve] = {}
     for row in board.rows:  # best first, so the first row of a cell is its best
-        if row.best_loss is None or row.cell in curves:
+        run = by_name.get(row.run)
+        # A baseline is no run; a run whose result is only in status.json (debug=fast logs no scalars) has
+        # no curve.
+        if row.best_loss is None or row.cell in curves or run is None or not run.scalars.get(LOSS):
             continue
-        run = by_name[row.run]
         start = min(p.wall_time for points in run.scalars.values() for p in points)
         points = [p for p in run.scalars[LOSS] if math.isfinite(p.value)]
         curves[row.cell] = TimeCurve(
