@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
+from seqexp.trackers.metrics_csv import read_rows
 from tests import warm_start
 from tests.helpers import REPO
 
@@ -47,3 +49,21 @@ def wait_for(condition: Callable[[], bool], run: Launched, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} within {WAIT_S} s:\n{run.output()}")
         time.sleep(0.05)
+
+
+def wait_for_a_checkpoint_and_its_step(run: Launched, run_dir: Path) -> None:
+    """Wait for ``last.ckpt``, then for metrics.csv to hold the training loss of the step it saved.
+
+    A checkpoint saved when a step ends is written before Lightning logs that step's scalars; a SIGKILL in
+    between loses that one point for good (docs/design.md §6). On busy cores the gap can outlast a short
+    sleep, and a kill there tests that gap rather than the resume these tests are about.
+    """
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    wait_for(checkpoint.exists, run, f"{checkpoint}")
+    saved = torch.load(checkpoint, weights_only=True)["global_step"]
+
+    def logged() -> bool:
+        rows = read_rows(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
+        return any(name == "train/loss" and step >= saved - 1 for step, name, _, _ in rows)
+
+    wait_for(logged, run, f"train/loss of step {saved - 1} in metrics.csv")

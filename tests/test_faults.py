@@ -37,7 +37,7 @@ import torch
 
 from seqexp.app.run_status import read_status
 from tests.helpers import read_events
-from tests.launching import Launched, run_train, wait_for
+from tests.launching import Launched, run_train, wait_for, wait_for_a_checkpoint_and_its_step
 
 MAX_STEPS = 200  # long enough that every strike lands mid-run, even on busy cores
 TINY = [
@@ -74,7 +74,7 @@ def kill_rank(rank: int) -> Strike:
     """Once the run has saved, SIGKILL its DDP rank ``rank`` (a process Lightning started)."""
 
     def strike(run: Launched, folder: Path) -> None:
-        wait_for(lambda: bool(checkpoints(folder)), run, f"a checkpoint under {folder}")
+        wait_for_a_checkpoint_and_its_step(run, folder)
         os.kill(rank_pid(run, rank), signal.SIGKILL)
 
     return strike

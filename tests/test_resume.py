@@ -17,7 +17,7 @@ from seqexp.app.run_status import read_status
 from seqexp.trackers.metrics_csv import read_rows
 from tests import warm_start
 from tests.helpers import SMALL_CORPUS_TRAINING, assert_user_error, grammar_corpus, read_events, script_env
-from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for
+from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for, wait_for_a_checkpoint_and_its_step
 from tests.tracker_readers import mlflow_steps, wandb_history
 
 # Logged every step, validated mid-epoch (an epoch of the default sine data is 15 windows), with 2 layers
@@ -94,7 +94,7 @@ def assert_same_points(run_dir: Path, reference: Path, only: set[str] | None = N
 def kill_group_after_checkpoint(run: Launched, run_dir: Path, max_steps: int) -> None:
     """SIGKILL the run and all its processes (DDP ranks included) shortly after its first checkpoint,
     which must be mid-run."""
-    wait_for_checkpoint(run, run_dir)
+    wait_for_a_checkpoint_and_its_step(run, run_dir)
     time.sleep(0.1)  # a step or two more, which the resume must not log twice
     os.killpg(run.process.pid, signal.SIGKILL)
     # Killed by the signal, not ended on its own: it was still training.

@@ -331,3 +331,9 @@ def test_a_csv_series_on_two_ddp_ranks_trains_like_one_process_with_twice_the_ba
         assert torch.equal(y, torch.cat([ranks[0][k][1], ranks[1][k][1]]))
         assert x.shape[-1] == 2 and y.shape[-1] == 1
         assert torch.equal(y[:, :-1, 0], x[:, 1:, 1])  # the target is the next row's "other"
+
+
+def test_a_series_without_a_file_or_a_dataset_is_one_line_naming_both(tmp_path):
+    with hydra_job_config("train", ["data=series"], tmp_path) as cfg, pytest.raises(Exception) as error:
+        train(cfg)
+    assert_one_line(error.value, "data.path=FILE", "data.dataset=NAME", "co2, sunspots, macrodata", "neither")

@@ -89,11 +89,10 @@ class SeriesDataModule(StreamDataModule):
         """The arguments are the keys of conf/_series.yaml, whose defaults are there and only there."""
         super().__init__(batch_size, seq_length, eval_burn_in)
         if (path is None) == (dataset is None):
+            given = "both are set" if path is not None else "neither is set"
             raise ConfigError(
-                "data=series needs either data.path=FILE (a CSV, Parquet, .npy or .npz file of your series) "
-                "or "
-                f"data.dataset=NAME (bundled: {', '.join(BUNDLED)}), not "
-                + ("both" if path is not None else "neither")
+                "data=series needs one of data.path=FILE (a CSV, TSV, Parquet, .npy or .npz file of your "
+                f"series) and data.dataset=NAME (bundled: {', '.join(BUNDLED)}); {given}"
             )
         if dataset is not None and dataset not in BUNDLED:
             raise ConfigError(f"data.dataset={dataset!r} is not bundled: choose one of {', '.join(BUNDLED)}")
