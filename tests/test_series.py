@@ -15,7 +15,14 @@ from omegaconf import OmegaConf
 from seqexp.forecasting.scoring import seasonal_naive_scale
 from seqexp.tasks.forecast import forecast
 from seqexp.tasks.train import train
-from tests.helpers import assert_one_line, compose_train, hydra_job_config, read_events, report
+from tests.helpers import (
+    assert_one_line,
+    assert_user_error,
+    compose_train,
+    hydra_job_config,
+    read_events,
+    report,
+)
 
 ROWS = 600
 HORIZON = 10
@@ -333,7 +340,9 @@ def test_a_csv_series_on_two_ddp_ranks_trains_like_one_process_with_twice_the_ba
         assert torch.equal(y[:, :-1, 0], x[:, 1:, 1])  # the target is the next row's "other"
 
 
-def test_a_series_without_a_file_or_a_dataset_is_one_line_naming_both(tmp_path):
-    with hydra_job_config("train", ["data=series"], tmp_path) as cfg, pytest.raises(Exception) as error:
-        train(cfg)
-    assert_one_line(error.value, "data.path=FILE", "data.dataset=NAME", "co2, sunspots, macrodata", "neither")
+def test_a_series_without_a_file_or_a_dataset_is_one_line_naming_both(tmp_path, run_script):
+    """The script itself: exit status 2, one error line, no traceback."""
+    result = run_script("train.py", "data=series", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(
+        result, "data.path=FILE", "data.dataset=NAME", "co2, sunspots, macrodata", "neither is set"
+    )
