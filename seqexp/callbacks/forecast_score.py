@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from matplotlib.figure import Figure
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
+from seqexp.data.files import write_atomically
 from seqexp.errors import ConfigError
 from seqexp.forecasting.baselines import cached_baseline_forecasts
 from seqexp.forecasting.model_forecasts import model_forecasts
@@ -92,7 +93,8 @@ class ForecastScore(pl.Callback):
                 "season": setup.season,
                 "scores": self.baseline_scores,
             }
-            (run_dir / BASELINES_FILE).write_text(json.dumps(record, indent=2) + "\n")
+            text = json.dumps(record, indent=2) + "\n"
+            write_atomically(run_dir / BASELINES_FILE, lambda stream: stream.write(text.encode()))
 
     @rank_zero_only
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
