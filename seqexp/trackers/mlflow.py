@@ -46,6 +46,12 @@ class MLflowTracker(SendsEachPointOnce, MLFlowLogger):
             self._resumed = True
         return client
 
+    def held_steps(self) -> dict[str, int]:
+        client, run_id = self.experiment, self.run_id
+        assert run_id is not None, "a resumed run has its id"
+        names = client.get_run(run_id).data.metrics
+        return {name: max(m.step for m in client.get_metric_history(run_id, name)) for name in names}
+
     @rank_zero_only
     def log_hyperparams(
         self, params: Any, metrics: Mapping[str, float] | None = None, step: int | None = None

@@ -73,8 +73,14 @@ class SendsEachPointOnce(Logger):
     def continue_at(self, step: int | None, logged: Mapping[str, int]) -> bool:
         if not self._resumed:
             return False
-        self._logged = logged
+        held = self.held_steps()
+        self._logged = {name: max(logged.get(name, -1), held.get(name, -1)) for name in {*logged, *held}}
         return bool(logged)
+
+    def held_steps(self) -> dict[str, int]:
+        """The last step of each name the tracker itself holds, where it can say: a kill between the
+        tracker's write and metrics.csv's leaves it a point ahead of the file."""
+        return {}
 
 
 class RunLog:
