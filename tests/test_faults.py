@@ -135,8 +135,6 @@ FAULTS = [
         signal=signal.SIGTERM,
         says="the sweep was stopped by signal 15: python scripts/train.py resume=",
         jobs=3,
-        # Three jobs in joblib workers and their resume: the fast tier's longest test (34 s of its 5 minutes).
-        marks=[pytest.mark.slow],
     ),
     Fault(
         "sweep-ctrl-c",
