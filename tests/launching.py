@@ -51,19 +51,27 @@ def wait_for(condition: Callable[[], bool], run: Launched, what: str) -> None:
         time.sleep(0.05)
 
 
-def wait_for_a_checkpoint_and_its_step(run: Launched, run_dir: Path) -> None:
-    """Wait for ``last.ckpt``, then for metrics.csv to hold the training loss of the step it saved.
+def wait_for_a_checkpoint_and_its_step(run: Launched, folder: Path) -> None:
+    """Wait until a run under ``folder`` (the run's folder, or a sweep's) has saved, and metrics.csv holds
+    the training loss of the step its latest checkpoint saved, read afresh at every poll.
 
     A checkpoint saved when a step ends is written before Lightning logs that step's scalars; a SIGKILL in
     between loses that one point for good (docs/design.md §6). On busy cores the gap can outlast a short
-    sleep, and a kill there tests that gap rather than the resume these tests are about.
+    sleep, and a kill there tests that gap rather than the resume these tests are about. Striking right
+    after this returns misses the gap unless the next checkpoint comes within the poll's own instant, so
+    the tests that strike with SIGKILL save every many steps.
     """
-    checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    wait_for(checkpoint.exists, run, f"{checkpoint}")
-    saved = torch.load(checkpoint, weights_only=True)["global_step"]
 
-    def logged() -> bool:
-        rows = read_rows(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
+    def logged(checkpoint: Path) -> bool:
+        try:
+            saved = torch.load(checkpoint, weights_only=True)["global_step"]
+        except (OSError, RuntimeError, EOFError):  # replaced as it was read
+            return False
+        rows = read_rows(checkpoint.parent.parent / "metrics.csv")
         return any(name == "train/loss" and step >= saved - 1 for step, name, _, _ in rows)
 
-    wait_for(logged, run, f"train/loss of step {saved - 1} in metrics.csv")
+    def saved_and_logged() -> bool:
+        saved = list(folder.glob("**/checkpoints/last.ckpt"))
+        return bool(saved) and all(logged(checkpoint) for checkpoint in saved)
+
+    wait_for(saved_and_logged, run, f"a checkpoint under {folder} and the train/loss of its step")

@@ -96,6 +96,7 @@ def kill_group_after_checkpoint(run: Launched, run_dir: Path, max_steps: int) ->
     which must be mid-run."""
     wait_for_a_checkpoint_and_its_step(run, run_dir)
     time.sleep(0.1)  # a step or two more, which the resume must not log twice
+    wait_for_a_checkpoint_and_its_step(run, run_dir)  # and not between a later checkpoint and its step
     os.killpg(run.process.pid, signal.SIGKILL)
     # Killed by the signal, not ended on its own: it was still training.
     assert run.wait() == -signal.SIGKILL, f"the run ended before the kill: raise max_steps\n{run.output()}"
