@@ -3,6 +3,7 @@ it had never stopped, a signal stops it cleanly with its state saved, SLURM's re
 its own folder, and a bad resume= is refused without touching anything. Every run gets a folder of its
 own (a named folder that holds a run is refused). Sweeps stopped by a signal: tests/test_faults.py."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -289,6 +290,44 @@ def test_a_job_that_slurm_requeues_continues_in_its_folder_and_other_jobs_are_re
     assert_finished(requeued, job, max_steps)
     assert "resuming from" in requeued.output()
     assert_finished(uninterrupted, reference, max_steps)
+    assert_same_points(job, reference, only={"train/loss"})
+    assert_same_weights(job, reference)
+
+
+def submitit_task(sweep: Launched) -> int:
+    """The pid of the process in which submitit's local executor runs the sweep's job."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
+        with contextlib.suppress(OSError):
+            if os.getsid(pid) == sweep.process.pid and b"submitit.core._submit" in cmdline.read_bytes():
+                return pid
+    pytest.fail(f"no submitit task in the sweep's session:\n{sweep.output()}")
+
+
+@pytest.mark.slow
+def test_a_job_that_the_real_submitit_requeues_continues_in_its_generated_folder(tmp_path, launch):
+    """Preempted under submitit's local executor (``hydra/launcher=submitit_local``), the job is requeued
+    by submitit itself: it composes the job's config again, seconds later, in a new process. The sweep's
+    folder is generated from the clock (``${now:...}``) and is resolved again then: Hydra copies the sweep's
+    resolved values into each job's config (``OmegaConf.copy_cache``), and they travel in submitit's
+    pickle, so the job finds its own folder and continues to the result of a run never stopped."""
+    config = [*LONG_RUN, SAVE_OFTEN, "model=gru", f"trainer.max_steps={MAX_STEPS}"]
+    reference = tmp_path / "reference"
+    uninterrupted = launch(*config, f"hydra.run.dir={reference}")
+    sweep = launch("-m", "hydra/launcher=submitit_local", *config)  # in outputs/multiruns/<date>/<time>
+    saved = "outputs/multiruns/*/*/0_*/checkpoints/last.ckpt"
+    wait_for(lambda: any(tmp_path.glob(saved)), sweep, saved)
+    time.sleep(1.1)  # the clock's second moves on: a folder name generated again would differ
+    os.kill(submitit_task(sweep), signal.SIGUSR2)  # a preemption, as submitit's LocalJob._interrupt sends
+    assert sweep.wait() == 0, sweep.output()
+
+    (job,) = tmp_path.glob("outputs/multiruns/*/*/0_*")
+    assert len(list(tmp_path.glob("outputs/multiruns/*/*"))) == 1, "the requeued job made a new sweep folder"
+    logs = "".join(path.read_text() for path in sorted(job.parent.glob(".submitit/*/*_log.*")))
+    assert "Requeued job" in logs and "resuming from" in logs, logs[-3000:]
+    assert_finished(uninterrupted, reference, MAX_STEPS)
+    assert read_status(job).status == "ok"
+    assert global_step(job) == MAX_STEPS
     assert_same_points(job, reference, only={"train/loss"})
     assert_same_weights(job, reference)
 

@@ -47,9 +47,9 @@ class NothingToResume(Exception):
 def resume_arguments(argv: list[str]) -> list[str]:
     """``argv`` with ``resume=PATH`` turned into the run's saved config and folder; ``argv`` itself when
     it does not resume. Raises ConfigError for a path that is not a resumable run."""
-    from seqexp.app.run_status import launched_process
+    from seqexp.app.cluster import launched_process, process_name_suffix, started_by_lightning
 
-    if not launched_process():  # a DDP rank: its parent already turned resume= into the run's config
+    if started_by_lightning():  # its parent already turned resume= into the run's config
         return argv
     resume = [arg for arg in argv[1:] if arg.split("=", 1)[0].lstrip("+") == "resume"]
     if not resume:
@@ -73,7 +73,9 @@ def resume_arguments(argv: list[str]) -> list[str]:
             )
     run_dir, checkpoint = locate_run(value)
     check_writable(run_dir, value)
-    status = read_status(run_dir)
+    # Another node's process (a cluster started it with this same command): the first process checks the
+    # run's status, which it is about to set to running itself.
+    status = read_status(run_dir) if launched_process() else None
     if status is not None and status.status == "running" and not status.process_gone():
         raise ConfigError(f"resume={value!r}: that run is still going (process {status.pid}, {status.host})")
     if status is not None and status.status == "ok" and not others:
@@ -87,6 +89,7 @@ def resume_arguments(argv: list[str]) -> list[str]:
         f"--config-name={SAVED_CONFIG.stem}",
         f"hydra.run.dir='{run_dir.resolve()}'",
         "hydra.output_subdir=null",
+        *([f"hydra.job.name={Path(argv[0]).stem}{suffix}"] if (suffix := process_name_suffix()) else []),
         *([] if checkpoint is None else [f"++resume='{checkpoint.resolve()}'"]),
         *others,
     ]

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +24,10 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from seqexp.app.cli import exit_with_user_error
+from seqexp.app.cluster import launched_process, process_name_suffix
 from seqexp.app.run_status import read_status, slurm_job_id
 from seqexp.errors import ConfigError
 from seqexp.run_layout import MULTIRUN_CONFIG, OWNER, SWEEP_STOPPED
@@ -36,7 +38,20 @@ RESUMED_SWEEP = "SEQEXP_RESUMED_SWEEP"
 
 class OneRunPerFolder(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim_or_exit(config, "hydra.run.dir")
+        several = not launched_process() or OmegaConf.select(config, "trainer.num_nodes", default=1) != 1
+        if several and not _named(config, "hydra.run.dir"):
+            # The processes of a run on several nodes must share its folder, so its name cannot be
+            # generated: each would read its own clock (${now:...}).
+            exit_with_user_error(
+                ConfigError(
+                    "a run on several nodes needs one folder that every node names: give each node the "
+                    "same hydra.run.dir=<a folder they all see>"
+                )
+            )
+        if launched_process():
+            self._claim_or_exit(config, "hydra.run.dir")
+        else:  # another node's process (or torchrun's next rank) of this run: the first one claims
+            join_claimed_folder(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = Path(str(config.hydra.sweep.dir)).resolve()
@@ -60,9 +75,8 @@ class OneRunPerFolder(Callback):
         # only as the job starts; set it now to resolve the name (Hydra sets it again, the same).
         HydraConfig.instance().set_config(config)
         folder = Path(str(config.hydra.run.dir if key == "hydra.run.dir" else config.hydra.sweep.dir))
-        named = any(override.split("=", 1)[0] == key for override in config.hydra.overrides.hydra)
         try:
-            claimed = claim_folder(folder, key, generated=not named)
+            claimed = claim_folder(folder, key, generated=not _named(config, key))
         except ConfigError as error:
             exit_with_user_error(error)
         except OSError as error:  # Hydra would only warn about a callback's exception, then fail anyway
@@ -76,6 +90,32 @@ class OneRunPerFolder(Callback):
                     # The launchers compose each job's config again from these overrides (Hydra's
                     # load_sweep_config); without this one the jobs would go to the taken folder.
                     config.hydra.overrides.hydra.append(f"{key}='{claimed}'")
+
+
+def _named(config: DictConfig, key: str) -> bool:
+    """Whether the command line names the folder (``hydra.run.dir=...``) rather than Hydra generating it."""
+    return any(override.split("=", 1)[0] == key for override in config.hydra.overrides.hydra)
+
+
+def join_claimed_folder(config: DictConfig, wait_s: float = 300) -> None:
+    """For a process that a cluster started beside the run's first one (another node's, or torchrun's
+    or SLURM's next rank, with the same command): wait until the first process has claimed the folder,
+    then write nothing there but this process's log (``train_node1.log``). A first process that never
+    claims it (it was refused, or never started) ends the wait in one line."""
+    folder = Path(str(config.hydra.run.dir))
+    deadline = time.monotonic() + wait_s
+    while not (folder / OWNER).exists():
+        if time.monotonic() > deadline:
+            exit_with_user_error(
+                ConfigError(
+                    f"hydra.run.dir={str(folder)!r} was not claimed by the run's first process (node 0, "
+                    f"rank 0) within {wait_s:.0f} s: start it with the same command"
+                )
+            )
+        time.sleep(0.1)
+    with read_write(config.hydra):
+        config.hydra.output_subdir = None
+        config.hydra.job.name = f"{config.hydra.job.name}{process_name_suffix()}"
 
 
 def claim_folder(folder: Path, key: str, generated: bool) -> Path:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from seqexp.app.cluster import launched_process
 from seqexp.data.files import process_alive, write_atomically
 from seqexp.errors import JobNotStarted, RunInterrupted, first_line, root_cause, user_error
 from seqexp.run_layout import STATUS_FILE
@@ -80,14 +81,6 @@ def read_status(run_dir: Path) -> RunStatus | None:
     if status.status not in STATUSES:
         raise ValueError(f"{path} has an unknown status {status.status!r}")
     return status
-
-
-def launched_process() -> bool:
-    """False in the extra processes of a multi-process run (Lightning's DDP launcher re-runs the
-    script with LOCAL_RANK set; torchrun sets RANK; SLURM's tasks get SLURM_PROCID): the job's status
-    is the first process's."""
-    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-    return all(os.environ.get(name, "0") == "0" for name in ranks)
 
 
 def slurm_job_id() -> str | None:

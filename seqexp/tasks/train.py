@@ -19,9 +19,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqexp.app.cli import in_multirun
+from seqexp.app.cluster import check_world, launched_process
 from seqexp.app.config_checks import check_train_config
 from seqexp.app.host_memory import reuse_freed_memory
-from seqexp.app.run_status import launched_process, run_recorded
+from seqexp.app.run_status import run_recorded
 from seqexp.errors import STOP_SIGNALS, ConfigError, JobNotStarted, RunFailed, RunInterrupted, first_line
 from seqexp.run_layout import CHECKPOINT_DIR, LAST
 
@@ -141,6 +142,7 @@ def _run_job_in(run_dir: Path, cfg: DictConfig) -> float:
     from seqexp.app.resume import NothingToResume, check_resume, earlier_attempt, save_resumed_config
     from seqexp.app.sweep_signals import forward_to_jobs, mark_stopped
 
+    check_world(cfg.trainer)
     # (A DDP rank finds its first process's status: its config says whether to resume.)
     if not cfg.resume and launched_process() and (earlier := earlier_attempt(run_dir)) is not None:
         if earlier.status in ("ok", "diverged"):

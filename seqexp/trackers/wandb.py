@@ -13,7 +13,7 @@ import numpy as np
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from seqexp.app.run_status import launched_process
+from seqexp.app.cluster import launched_process
 from seqexp.trackers.attach import remember_id, remembered_id, require_package
 from seqexp.trackers.run_log import SendsEachPointOnce
 
