@@ -3,10 +3,12 @@
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -211,6 +214,45 @@ def mlflow_server(folder: Path, port: int) -> Iterator[str]:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def postgres_binaries() -> Path | None:
+    """The folder of PostgreSQL's server programs: Debian's package keeps them off PATH."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("initdb")
+    return None if found is None else Path(found).parent
+
+
+@contextmanager
+def postgres_server(port: int) -> Iterator[str]:
+    """A PostgreSQL server (Debian's ``postgresql`` package, which .ci/run installs) on 127.0.0.1:``port``
+    with its data in a temporary folder; its SQLAlchemy URL, until the block ends. PostgreSQL refuses to
+    run as root, so as root (CI) it runs as the package's ``postgres`` user."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL's server is not installed: apt-get install postgresql (.ci/run does)")
+    folder = Path(tempfile.mkdtemp(prefix="seqexp-postgres-"))  # not under tmp_path: root's, mode 0700
+    as_server = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        as_server = ["runuser", "-u", "postgres", "--"]
+    data, ctl = folder / "data", binaries / "pg_ctl"
+    try:
+        subprocess.run(
+            [*as_server, binaries / "initdb", "-D", data, "-U", "seqexp", "--auth=trust"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            [*as_server, ctl, "-D", data, "-l", folder / "server.log", "-w", "start",
+             "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        yield f"postgresql+psycopg2://seqexp@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_server, ctl, "-D", data, "-m", "immediate", "-w", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ first, and ends the multirun with one ``error: ...`` line.
 """
 
 import difflib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,37 @@ class SweepSetup(Callback):
         # An Optuna study kept in SQLite under the sweep folder is opened before the launcher would
         # create that folder.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        try:
+            prepare_storage(OmegaConf.select(config, "hydra.sweeper.storage"))
+        except ConfigError as error:
+            release_folder(Path(config.hydra.sweep.dir))
+            exit_with_user_error(error)
+
+
+def prepare_storage(url: object, attempts: int = 10) -> None:
+    """Create Optuna's tables in the study's database before the sweeper opens it.
+
+    Workers that feed one study start together, and the first use of an empty database creates the
+    tables: on PostgreSQL two at once collide (a duplicate type), and the loser would end with a
+    traceback before its first trial. Here the loser tries again once the winner is done. A database that
+    cannot be opened is one line naming the URL."""
+    if not isinstance(url, str) or not url:
+        return  # a study in memory: nothing to share
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            optuna.storages.RDBStorage(url)
+            return
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))  # another worker is creating the tables
+        except Exception as error:  # a bad URL, an unreachable server, a missing driver: many kinds
+            raise ConfigError(
+                f"hydra.sweeper.storage={url!r} cannot be opened: {first_line(error)}"
+            ) from None
 
 
 def check_search_space(config: DictConfig) -> None:
