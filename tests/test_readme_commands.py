@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 import torch
 
 from tests import warm_start
-from tests.helpers import REPO, grammar_corpus, hydra_job_config, mlflow_server, script_env
+from tests.helpers import REPO, free_port, grammar_corpus, hydra_job_config, mlflow_server, script_env
 
 # Appended to each command of a script: a few steps, a few windows, short samples, few trials.
 BUDGETS = {
@@ -49,6 +50,8 @@ FAST_BASELINES = ("naive", "seasonal_naive", "seasonal_naive_drift", "ets")
 # A resumed run goes two steps beyond the runs of the lines above (which train 2 steps).
 RESUME_BUDGET = "trainer.max_steps=4"
 COMMAND = re.compile(r"python scripts/\S+\.py\b.*")
+# How a cluster starts a command on each of its machines: variables before it, torchrun, srun.
+ON_NODES = re.compile(r"(?:(?:[A-Z_]+=\S+ )+python|torchrun|srun) .*?scripts/\S+\.py\b.*")
 
 
 def _joined_lines(text: str) -> list[str]:
@@ -66,7 +69,7 @@ def readme_commands() -> list[tuple[str, str]]:
             in_code = not in_code
             continue
         if in_code:
-            match = COMMAND.search(line)
+            match = ON_NODES.match(line.strip()) or COMMAND.search(line)
             if match:  # a shell loop around a command runs whole
                 found.append(
                     ("README.md", line.strip() if line.lstrip().startswith("for ") else match.group())
@@ -94,10 +97,64 @@ COMMANDS = readme_commands()
 
 
 def arguments(command: str) -> tuple[str, list[str]]:
-    """The script and its arguments, as a POSIX shell would split them (comments dropped)."""
+    """The script and its arguments, as a POSIX shell would split them (comments dropped); for a command
+    started on a cluster's nodes, those after its launcher."""
     words = shlex.split(command, comments=True)
-    assert words[0] == "python" and words[1].startswith("scripts/"), command
-    return words[1].removeprefix("scripts/"), words[2:]
+    start = next(i for i, word in enumerate(words) if word.startswith("scripts/"))
+    assert start == 1 and words[0] == "python" or ON_NODES.match(command), command
+    return words[start].removeprefix("scripts/"), words[start + 1 :]
+
+
+def run_on_two_nodes(folder: Path, command: str) -> None:
+    """A command the README starts on each of two machines, started twice here as two nodes on this one:
+    the first machine's address is 127.0.0.1, its ports free ones, NODE_RANK 0 and 1."""
+    words = shlex.split(command, comments=True)
+    script, args = arguments(command)
+    args = [*args, *budget(script, args)]
+    env = script_env()
+    if words[0] == "torchrun":
+        launcher = [
+            re.sub(r"=[\w.-]+:\d+$", f"=127.0.0.1:{free_port()}", w)
+            for w in words[1 : words.index(f"scripts/{script}")]
+        ]
+        commands = [
+            [sys.executable, "-m", "torch.distributed.run", *launcher, REPO / "scripts" / script, *args]
+        ] * 2
+        envs = [env, env]
+    else:
+        variables = dict(word.split("=", 1) for word in words[: words.index("python")])
+        assert {"MASTER_ADDR", "MASTER_PORT", "NODE_RANK"} <= variables.keys(), command
+        port = str(free_port())
+        commands = [[sys.executable, REPO / "scripts" / script, *args]] * 2
+        envs = [
+            {**env, **variables, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(node)}
+            for node in (0, 1)
+        ]
+    logs = [folder / f"node{node}.log" for node in (0, 1)]
+    nodes = []
+    for argv, environment, log in zip(commands, envs, logs, strict=True):
+        with log.open("w") as out:
+            nodes.append(
+                subprocess.Popen(
+                    argv,
+                    cwd=folder,
+                    env=environment,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+            )
+    try:
+        for node in nodes:
+            node.wait(timeout=600)
+    finally:
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+    for node, log in zip(nodes, logs, strict=True):
+        output = log.read_text(errors="replace")
+        assert node.returncode == 0, f"{command}\n{output[-3000:]}"
+        assert "Traceback" not in output, output[-3000:]
 
 
 def missing_hardware(script: str, args: list[str]) -> str | None:
@@ -187,10 +244,11 @@ def substitute(folder: Path, command: str) -> str:
             assert made.returncode == 0, made.stderr[-3000:]
             found = latest(folder, pattern)
         command = command.replace(single_run.group(), str(found.relative_to(folder)))
-    if re.search(r"outputs/runs/<date>(\s|$)", command):  # the day's folder of runs
-        found = latest(folder, "outputs/runs/*")
-        assert found is not None, f"{command}: no run has been made yet"
-        command = re.sub(r"outputs/runs/<date>(?=\s|$)", str(found.relative_to(folder)), command)
+    for runs in ("runs", "multiruns"):  # the day's folder of runs, or of sweeps
+        if re.search(rf"outputs/{runs}/<date>(\s|$)", command):
+            found = latest(folder, f"outputs/{runs}/*")
+            assert found is not None, f"{command}: no {runs} have been made yet"
+            command = re.sub(rf"outputs/{runs}/<date>(?=\s|$)", str(found.relative_to(folder)), command)
     if re.search(sweep, command):
         found = latest(folder, "outputs/multiruns/*/*")
         if found is None:
@@ -238,6 +296,12 @@ def test_the_command_runs_as_written(workspace, where, command):
         )  # fmt: skip
         assert result.returncode == 0, f"{where}: {command}\n{result.stderr[-3000:]}"
         assert "Traceback" not in result.stderr
+        return
+    if command.startswith("srun "):
+        compose_up_to_the_trainer(workspace, arguments(command)[1])
+        pytest.skip("needs a SLURM cluster: composed and built up to the Trainer, not executed")
+    if ON_NODES.match(command):
+        run_on_two_nodes(workspace, substitute(workspace, command))
         return
     script, args = arguments(substitute(workspace, command))
     unknown = [arg for arg in args if re.search(r"<[^>]+>", arg)]

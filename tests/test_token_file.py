@@ -308,3 +308,26 @@ def test_a_full_disk_during_preparation_is_one_error_and_leaves_nothing_behind(t
     with pytest.raises(ConfigError, match=f"cannot write .* on {small_disk}: No space left on device"):
         prepared_tokens(source, small_disk)
     assert [p.name for p in (small_disk / "tokens").iterdir()] == []
+
+
+PREPARE = """
+import sys
+from pathlib import Path
+from seqexp.data.shakespeare import cached_plays_file
+from seqexp.data.token_file import prepared_tokens
+folder = Path(sys.argv[1])
+print(len(prepared_tokens(cached_plays_file(folder / "shakespeare", headings=False), folder).tokens))
+"""
+
+
+@pytest.mark.slow
+def test_processes_that_start_together_prepare_the_plays_and_their_tokens_once(tmp_path):
+    # As the nodes of a run on several machines do, sharing one data folder: without a lock each rewrote
+    # the plays under the other, which then found its source "changed while it was being prepared".
+    from tests import warm_start
+
+    results = warm_start.run_together([["-c", PREPARE, tmp_path]] * 2, cwd=tmp_path)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
+    counts = {int(r.stdout) for r in results}
+    assert len(counts) == 1 and counts.pop() > 4_000_000
+    assert len(list((tmp_path / "tokens").glob("*.json"))) == 1

@@ -7,7 +7,9 @@ temporary file's name carries its writer's host and process id: the next write o
 the temporaries of writers on this host that died (a SIGKILL leaves one behind) and no one else's.
 """
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -25,6 +27,26 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT_S = 30
 CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def one_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` while the block checks and builds a file there.
+
+    The processes of a run on several nodes start together and share the data folder: each would build
+    the same cache at once and rewrite it under the others (one then finds its source "changed while it
+    was being prepared"). With the lock the first builds and the others find the file ready. A folder
+    where no lock can be made (read-only, or a file system without locks) goes without."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "ab")  # noqa: SIM115 - held for the whole block
+    except OSError:
+        yield
+        return
+    with handle:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def existing_file(path: str | Path, key: str, expected: str) -> Path:

@@ -20,7 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from seqexp.data.files import sha256_file, write_atomically
+from seqexp.data.files import one_at_a_time, sha256_file, write_atomically
 from seqexp.data.text import TextDataModule
 from seqexp.errors import ConfigError
 
@@ -99,6 +99,11 @@ def cache_key(headings: bool) -> dict[str, str]:
 
 def cached_plays_file(cache_dir: Path, headings: bool) -> Path:
     """``cache_dir/plays.txt``, the converted plays, (re)built first when missing or stale."""
+    with one_at_a_time(cache_dir):
+        return _cached_plays_file(cache_dir, headings)
+
+
+def _cached_plays_file(cache_dir: Path, headings: bool) -> Path:
     text_path, sidecar_path = cache_dir / "plays.txt", cache_dir / "plays.json"
     key = cache_key(headings)
     try:

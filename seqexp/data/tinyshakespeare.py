@@ -8,7 +8,7 @@ against the same hash, so results stay comparable with everyone else's tinyshake
 from pathlib import Path
 from typing import Any
 
-from seqexp.data.files import download_verified, sha256_file
+from seqexp.data.files import download_verified, one_at_a_time, sha256_file
 from seqexp.data.text import TextDataModule
 from seqexp.errors import ConfigError
 
@@ -31,7 +31,8 @@ class TinyShakespeareDataModule(TextDataModule):
                     f"{self.sha256}): for any other text use data=text data.path={self.path}"
                 )
             return local
-        if not (self.cache_path.is_file() and sha256_file(self.cache_path) == self.sha256):
-            hint = "download it elsewhere and pass the copy with data.path=/path/to/input.txt"
-            download_verified(self.url, self.sha256, self.cache_path, local_copy_hint=hint)
+        with one_at_a_time(self.cache_path.parent):
+            if not (self.cache_path.is_file() and sha256_file(self.cache_path) == self.sha256):
+                hint = "download it elsewhere and pass the copy with data.path=/path/to/input.txt"
+                download_verified(self.url, self.sha256, self.cache_path, local_copy_hint=hint)
         return self.cache_path

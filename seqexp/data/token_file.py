@@ -39,7 +39,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from seqexp.data.files import existing_file, text_chunks, write_atomically
+from seqexp.data.files import existing_file, one_at_a_time, text_chunks, write_atomically
 from seqexp.data.tokenizer import UNKNOWN, TrainedTokenizer, lines_of, untrained
 from seqexp.data.vocab import Vocab, code_points
 from seqexp.errors import ConfigError
@@ -115,13 +115,14 @@ def prepared_tokens(
     if stat.st_size == 0:
         raise ConfigError(f"{key}={str(source)!r} is empty: give a UTF-8 text file with some text in it")
     token_path, sidecar_path = token_paths(source, data_dir, tokenization)
-    if (prepared := _reuse(token_path, sidecar_path, stat, tokenization)) is not None:
-        return prepared
-    if tokenization is None:
-        _prepare(source, token_path, sidecar_path, key, chunk_bytes)
-    else:
-        _prepare_trained(source, token_path, sidecar_path, key, chunk_bytes, tokenization)
-    prepared = _reuse(token_path, sidecar_path, source.stat(), tokenization)
+    with one_at_a_time(token_path.parent):
+        if (prepared := _reuse(token_path, sidecar_path, stat, tokenization)) is not None:
+            return prepared
+        if tokenization is None:
+            _prepare(source, token_path, sidecar_path, key, chunk_bytes)
+        else:
+            _prepare_trained(source, token_path, sidecar_path, key, chunk_bytes, tokenization)
+        prepared = _reuse(token_path, sidecar_path, source.stat(), tokenization)
     if prepared is None:
         raise ConfigError(f"{key}={str(source)!r} changed while it was being prepared: run again")
     return prepared
