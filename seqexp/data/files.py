@@ -37,15 +37,11 @@ def one_at_a_time(folder: Path) -> Iterator[None]:
     the same cache at once and rewrite it under the others (one then finds its source "changed while it
     was being prepared"). With the lock the first builds and the others find the file ready. A folder
     where no lock can be made (read-only, or a file system without locks) goes without."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".lock", "ab")  # noqa: SIM115 - held for the whole block
-    except OSError:
-        yield
-        return
-    with handle:
+    with contextlib.ExitStack() as held:
         with contextlib.suppress(OSError):
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = held.enter_context(open(folder / ".lock", "ab"))
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         yield
 
 
