@@ -31,7 +31,7 @@ CHUNK = 1 << 20
 
 @contextlib.contextmanager
 def one_at_a_time(folder: Path) -> Iterator[None]:
-    """Hold ``folder/.lock`` while the block checks and builds a file there.
+    """Hold a lock on ``folder`` while the block checks and builds a file there.
 
     The processes of a run on several nodes start together and share the data folder: each would build
     the same cache at once and rewrite it under the others (one then finds its source "changed while it
@@ -40,8 +40,10 @@ def one_at_a_time(folder: Path) -> Iterator[None]:
     with contextlib.ExitStack() as held:
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)
-            lock = held.enter_context(open(folder / ".lock", "ab"))
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            # The folder's own descriptor carries the lock: no lock file is left among the data.
+            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            held.callback(os.close, descriptor)  # which releases the lock
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
 
 
