@@ -195,6 +195,12 @@ def test_refusals_of_a_run_on_several_nodes_are_one_line_and_write_nothing(works
     result = run_train(*TWO_NODES, cwd=workspace, env=env)
     assert_user_error(result, "hydra.run.dir")
 
+    # A second node pointed at a finished run's folder (the command of a run that has ended, typed again):
+    # the first node refuses it, so this one must not wait for it.
+    env = {**script_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "NODE_RANK": "1"}
+    result = run_train(*TWO_NODES, f"hydra.run.dir={one_process}", cwd=workspace, env=env)
+    assert_user_error(result, f"hydra.run.dir='{one_process}' holds another run", f"resume={one_process}")
+
     # A resume under torchrun with another number of processes than the run's: each worker refuses, and
     # the run's record is left as it was.
     run = one_process

@@ -101,7 +101,8 @@ def join_claimed_folder(config: DictConfig, wait_s: float = 300) -> None:
     """For a process that a cluster started beside the run's first one (another node's, or torchrun's
     or SLURM's next rank, with the same command): wait until the first process has claimed the folder,
     then write nothing there but this process's log (``train_node1.log``). A first process that never
-    claims it (it was refused, or never started) ends the wait in one line."""
+    claims it (it was refused, or never started) ends the wait in one line, and so does a folder that
+    holds a finished run: the first process refuses it too, and this one would wait for it in vain."""
     folder = Path(str(config.hydra.run.dir))
     deadline = time.monotonic() + wait_s
     while not (folder / OWNER).exists():
@@ -113,6 +114,17 @@ def join_claimed_folder(config: DictConfig, wait_s: float = 300) -> None:
                 )
             )
         time.sleep(0.1)
+    try:
+        ended = (status := read_status(folder)) is not None and status.status != "running"
+    except ValueError:  # not a status this run's first process wrote
+        ended = True
+    if ended:
+        exit_with_user_error(
+            ConfigError(
+                f"hydra.run.dir={str(folder)!r} holds another run: choose a new folder, or continue that "
+                f"run with resume={folder} on every node"
+            )
+        )
     with read_write(config.hydra):
         config.hydra.output_subdir = None
         config.hydra.job.name = f"{config.hydra.job.name}{process_name_suffix()}"
