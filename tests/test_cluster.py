@@ -58,13 +58,13 @@ def one_process(workspace: Path) -> Path:
 class Nodes:
     """The processes of two nodes, each in a session of its own; whatever is left is killed at the end."""
 
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
+    def __init__(self, workspace: Path, logs: Path) -> None:
+        self.workspace, self.log_folder = workspace, logs
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
     def start(self, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = self.workspace / f"node-{len(self.processes)}-{os.getpid()}.log"
+        log = self.log_folder / f"process-{len(self.processes)}.log"
         with log.open("w") as out:
             process = subprocess.Popen(
                 [sys.executable, *command], cwd=self.workspace, env=env, stdout=out,
@@ -108,8 +108,8 @@ class Nodes:
 
 
 @pytest.fixture
-def nodes(workspace: Path) -> Iterator[Nodes]:
-    started = Nodes(workspace)
+def nodes(workspace: Path, tmp_path: Path) -> Iterator[Nodes]:
+    started = Nodes(workspace, logs=tmp_path)
     yield started
     started.stop()
 
