@@ -5,9 +5,11 @@ import math
 
 import optuna
 import pytest
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from seqexp.app.optuna_search import SearchSettings, run_search
 from seqexp.app.run_status import read_status
 from seqexp.app.search_space import search_space
 from seqexp.errors import ConfigError
@@ -47,8 +49,9 @@ def test_a_plain_value_is_set_in_every_trial_and_a_later_override_wins():
 def test_a_sweep_optuna_cannot_draw_from_is_refused():
     with pytest.raises(ConfigError, match="draws from choice"):
         search_space(["data.path=glob(*.txt)"])
-    with pytest.raises(ConfigError, match="holds no value"):
-        search_space(["seq_length=range(10, 10)"])
+    for empty in ("range(10, 10)", "range(40, 10, -10)"):
+        with pytest.raises(ConfigError, match="needs a positive step and a value"):
+            search_space([f"seq_length={empty}"])
 
 
 def test_a_diverged_trials_inf_completes_and_ranks_last():
@@ -57,6 +60,51 @@ def test_a_diverged_trials_inf_completes_and_ranks_last():
         study.tell(study.ask(), value)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert study.best_value == 2.0
+
+
+class ScriptedLauncher:
+    """A launcher whose jobs return the values it is given, in order; an exception is a failed job."""
+
+    def __init__(self, outcomes):
+        self.outcomes = list(outcomes)
+        self.batches = []  # (initial_job_idx, overrides of each job)
+
+    def launch(self, job_overrides, initial_job_idx):
+        self.batches.append((initial_job_idx, [list(o) for o in job_overrides]))
+        returns = []
+        for _ in job_overrides:
+            outcome = self.outcomes.pop(0)
+            failed = isinstance(outcome, Exception)
+            returns.append(JobReturn(status=JobStatus.FAILED if failed else JobStatus.COMPLETED))
+            returns[-1].return_value = outcome
+        return returns
+
+
+def settings(**changes):
+    return SearchSettings(
+        **{
+            "sampler": optuna.samplers.RandomSampler(seed=0), "direction": "minimize", "storage": None,
+            "study_name": None, "n_trials": 4, "n_jobs": 2, "max_failure_rate": 0.0,
+            "params": {"clip": "choice(1, 5)"}, **changes,
+        }
+    )  # fmt: skip
+
+
+def test_trials_go_out_in_batches_numbered_on_and_the_failure_rate_counts_every_finished_trial(tmp_path):
+    # One failure in the first batch of two is a rate of 0.5, not above it: the search goes on.
+    launcher = ScriptedLauncher([1.0, ConfigError("bad trial"), 3.0, math.inf])
+    run_search(settings(max_failure_rate=0.5), launcher, ["seed=7"], tmp_path)
+    assert [first for first, _ in launcher.batches] == [0, 2]
+    jobs = [job for _, batch in launcher.batches for job in batch]
+    assert all(job[0] in ("clip=1", "clip=5") and job[1:] == ["seed=7"] for job in jobs), jobs
+    results = OmegaConf.load(tmp_path / "optimization_results.yaml")
+    assert results.best_value == 1.0 and results.best_params.clip in (1, 5)
+
+    # One failure of two finished trials is not above 0.5; two of three are: the first failure is raised.
+    launcher = ScriptedLauncher([2.0, ValueError("first"), ValueError("second"), 4.0])
+    with pytest.raises(ValueError, match="first"):
+        run_search(settings(max_failure_rate=0.5, n_jobs=1, n_trials=4), launcher, [], tmp_path / "x")
+    assert [first for first, _ in launcher.batches] == [0, 1, 2]
 
 
 SEARCH = [

@@ -83,9 +83,9 @@ def _choices(override: Override) -> list[CategoricalChoiceType]:
 def _range_distribution(override: Override, sweep: RangeSweep) -> BaseDistribution:
     start, stop, step = sweep.start, sweep.stop, sweep.step
     assert start is not None and stop is not None  # the grammar requires both
-    count = math.ceil((stop - start) / step)
-    if count < 1 or step <= 0:
-        raise ConfigError(f"{override.input_line}: the range holds no value Optuna can draw")
+    count = math.ceil((stop - start) / step) if step > 0 else 0
+    if count < 1:
+        raise ConfigError(f"{override.input_line}: a range to draw from needs a positive step and a value")
     if all(isinstance(x, int) for x in (start, stop, step)):
         return IntDistribution(int(start), int(start + (count - 1) * step), step=int(step))
     return FloatDistribution(float(start), float(start + (count - 1) * step), step=float(step))
