@@ -152,3 +152,21 @@ def test_a_search_whose_trials_fail_stops_once_failures_pass_the_rate_with_one_e
     study = optuna.load_study(study_name="seqexp", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["FAIL"]
     assert not (sweep / "optimization_results.yaml").exists()
+
+
+def test_a_study_can_live_in_a_storage_hydra_builds_such_as_a_journal_file(tmp_path, run_script):
+    # JournalStorage takes no URL: the storage is given as a _target_, which Hydra instantiates.
+    sweep, journal = tmp_path / "search", tmp_path / "journal.log"
+    storage = (
+        "{_target_:optuna.storages.JournalStorage,log_storage:"
+        f"{{_target_:optuna.storages.journal.JournalFileBackend,file_path:'{journal}'}}}}"
+    )
+    result = run_script(
+        "train.py", *SEARCH, "seq_length=10", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    backend = optuna.storages.journal.JournalFileBackend(str(journal))
+    study = optuna.load_study(study_name="seqexp", storage=optuna.storages.JournalStorage(backend))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    assert not (sweep / "optuna.db").exists()

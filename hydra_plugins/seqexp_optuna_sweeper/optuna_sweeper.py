@@ -23,7 +23,7 @@ class OptunaSweeper(Sweeper):
         self,
         sampler: Any,
         direction: str,
-        storage: str | None,
+        storage: Any,
         study_name: str | None,
         n_trials: int,
         n_jobs: int,

@@ -39,7 +39,7 @@ class SearchSettings:
 
     sampler: optuna.samplers.BaseSampler | None
     direction: str
-    storage: str | None
+    storage: str | optuna.storages.BaseStorage | None  # a database URL, or a storage Hydra built
     study_name: str | None
     n_trials: int
     n_jobs: int
