@@ -48,26 +48,37 @@ def prepare_storage(url: object, attempts: int = 10) -> None:
     """Create Optuna's tables in the study's database before the sweeper opens it.
 
     Workers that feed one study start together, and the first use of an empty database creates the
-    tables: on PostgreSQL two at once collide (a duplicate type), and the loser would end with a
-    traceback before its first trial. Here the loser tries again once the winner is done. A database that
-    cannot be opened is one line naming the URL."""
+    tables: two at once collide (on PostgreSQL a duplicate type, on SQLite a table that already exists),
+    and the loser would end before its first trial. Here the loser tries again once the winner is done.
+    A database that cannot be opened is one line naming the URL."""
     if not isinstance(url, str) or not url:
         return  # a study in memory: nothing to share
     import optuna
-    import sqlalchemy.exc
 
     for attempt in range(attempts):
         try:
             optuna.storages.RDBStorage(url)
             return
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))  # another worker is creating the tables
         except Exception as error:  # a bad URL, an unreachable server, a missing driver: many kinds
+            if attempt < attempts - 1 and _tables_collided(error):
+                time.sleep(0.2 * (attempt + 1))  # another worker is creating the tables
+                continue
             raise ConfigError(
                 f"hydra.sweeper.storage={url!r} cannot be opened: {first_line(error)}"
             ) from None
+
+
+def _tables_collided(error: Exception) -> bool:
+    """Whether creating Optuna's tables failed because another worker was creating them at that moment.
+
+    PostgreSQL says so with a duplicate key or object (IntegrityError, ProgrammingError); SQLite says
+    ``table ... already exists`` as an OperationalError, the class that also means an unreachable
+    server or a file that cannot be opened, which no retry mends."""
+    import sqlalchemy.exc
+
+    if isinstance(error, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.ProgrammingError):
+        return True
+    return isinstance(error, sqlalchemy.exc.OperationalError) and "already exists" in str(error)
 
 
 def check_search_space(config: DictConfig) -> None:

@@ -1,0 +1,1 @@
+"""seqexp's Optuna sweeper, where Hydra looks for plugins (see optuna_sweeper.py)."""
