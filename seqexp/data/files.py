@@ -36,8 +36,12 @@ def one_at_a_time(folder: Path) -> Iterator[None]:
     The processes of a run on several nodes start together and share the data folder: each would build
     the same cache at once and rewrite it under the others (one then finds its source "changed while it
     was being prepared"). With the lock the first builds and the others find the file ready. A folder
-    where no lock can be made (read-only, or a file system without locks) goes without."""
-    with contextlib.ExitStack() as held:
+    where no lock can be made (read-only, or a file system without locks) goes without. Folders made for
+    the lock that the block left empty (it refused a bad file) are removed again."""
+    made = [path for path in (*reversed(folder.parents), folder) if not path.exists()]
+    with contextlib.ExitStack() as held:  # its callbacks run last first: the deepest folder goes first
+        for path in made:
+            held.callback(_remove_if_empty, path)
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)
             # The folder's own descriptor carries the lock: no lock file is left among the data.
@@ -45,6 +49,11 @@ def one_at_a_time(folder: Path) -> Iterator[None]:
             held.callback(os.close, descriptor)  # which releases the lock
             fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        folder.rmdir()
 
 
 def existing_file(path: str | Path, key: str, expected: str) -> Path:
