@@ -110,6 +110,10 @@ def run_on_two_nodes(folder: Path, command: str) -> None:
     the first machine's address is 127.0.0.1, its ports free ones, NODE_RANK 0 and 1."""
     words = shlex.split(command, comments=True)
     script, args = arguments(command)
+    for resumed in [a.split("=", 1)[1] for a in args if a.startswith("resume=")]:
+        if not (folder / resumed).exists():  # the line that makes it ran on another worker, or not yet
+            (making,) = [c for _, c in COMMANDS if ON_NODES.match(c) and f"hydra.run.dir={resumed}" in c]
+            run_on_two_nodes(folder, making)
     args = [*args, *budget(script, args)]
     env = script_env()
     if words[0] == "torchrun":
@@ -227,8 +231,19 @@ def budget(script: str, args: list[str]) -> list[str]:
 
 
 def latest(folder: Path, pattern: str) -> Path | None:
-    matches = sorted(folder.glob(pattern))
+    """The newest folder matching ``pattern`` (a day's folder of sweeps also holds the report's files)."""
+    matches = sorted(path for path in folder.glob(pattern) if path.is_dir())
     return matches[-1] if matches else None
+
+
+def latest_sweep(folder: Path, resumable: bool) -> Path | None:
+    """The newest sweep folder; with ``resumable``, the newest grid sweep (its multirun.yaml)."""
+    sweeps = [
+        path
+        for path in folder.glob("outputs/multiruns/*/*")
+        if path.is_dir() and (not resumable or (path / "multirun.yaml").is_file())
+    ]
+    return max(sweeps, default=None)
 
 
 def substitute(folder: Path, command: str) -> str:
@@ -250,11 +265,12 @@ def substitute(folder: Path, command: str) -> str:
             assert found is not None, f"{command}: no {runs} have been made yet"
             command = re.sub(rf"outputs/{runs}/<date>(?=\s|$)", str(found.relative_to(folder)), command)
     if re.search(sweep, command):
-        found = latest(folder, "outputs/multiruns/*/*")
+        # A sweep that resume= continues is a grid (it has multirun.yaml); a search is refused by design.
+        found = latest_sweep(folder, resumable="resume=" in command)
         if found is None:
             made = run(folder, "train.py", ["-m", "model=rnn,gru", *BUDGETS["train.py"]])
             assert made.returncode == 0, made.stderr[-3000:]
-            found = latest(folder, "outputs/multiruns/*/*")
+            found = latest_sweep(folder, resumable="resume=" in command)
         command = re.sub(sweep, str(found.relative_to(folder)), command)
     return command
 
