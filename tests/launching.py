@@ -13,7 +13,7 @@ import torch
 
 from seqexp.trackers.metrics_csv import read_rows
 from tests import warm_start
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port, script_env
 
 TRAIN = REPO / "scripts" / "train.py"
 WAIT_S = 300  # bound on every wait: start-up alone takes tens of seconds on busy shared cores
@@ -75,3 +75,20 @@ def wait_for_a_checkpoint_and_its_step(run: Launched, folder: Path) -> None:
         return bool(saved) and all(logged(checkpoint) for checkpoint in saved)
 
     wait_for(saved_and_logged, run, f"a checkpoint under {folder} and the train/loss of its step")
+
+
+def two_nodes(script_args: list, torchrun: list[str] | None = None) -> list[tuple[list, dict[str, str]]]:
+    """``(arguments after python, environment)`` of the two nodes of one run on this machine, started as
+    a cluster starts them: the same command with ``MASTER_ADDR=127.0.0.1``, one free ``MASTER_PORT`` and
+    ``NODE_RANK`` 0 and 1; or, given torchrun's own arguments, two torchrun agents whose c10d rendezvous
+    is at 127.0.0.1 on a free port (any ``--rdzv_endpoint`` given is replaced)."""
+    env = script_env()
+    if torchrun is not None:
+        launcher = [arg for arg in torchrun if not arg.startswith("--rdzv_endpoint=")]
+        endpoint = f"--rdzv_endpoint=127.0.0.1:{free_port()}"
+        return [(["-m", "torch.distributed.run", *launcher, endpoint, *script_args], env)] * 2
+    port = str(free_port())
+    return [
+        (list(script_args), {**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(node)})
+        for node in (0, 1)
+    ]

@@ -19,7 +19,7 @@ import torch
 
 from seqexp.app.run_status import read_status
 from tests.helpers import assert_user_error, free_port, grammar_corpus, read_events, script_env
-from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for
+from tests.launching import TRAIN, WAIT_S, Launched, run_train, two_nodes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ class Nodes:
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
-    def start(self, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def start(self, command: list, env: dict[str, str]) -> subprocess.Popen:
         log = self.log_folder / f"process-{len(self.processes)}.log"
         with log.open("w") as out:
             process = subprocess.Popen(
@@ -76,22 +76,13 @@ class Nodes:
 
     def with_env(self, overrides: list[str]) -> list[subprocess.Popen]:
         """Lightning's general cluster environment: the same command on each node, NODE_RANK apart."""
-        port = str(free_port())
-        return [
-            self.start(
-                [str(TRAIN), *overrides],
-                {**script_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(node)},
-            )
-            for node in (0, 1)
-        ]
+        return [self.start(argv, env) for argv, env in two_nodes([TRAIN, *overrides])]
 
     def with_torchrun(self, overrides: list[str]) -> list[subprocess.Popen]:
         """torchrun on each node, meeting at a c10d rendezvous on the first node's address."""
-        rendezvous = [
-            "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-            f"--rdzv_endpoint=127.0.0.1:{free_port()}", f"--rdzv_id=nodes-{os.getpid()}",
-        ]  # fmt: skip
-        return [self.start([*rendezvous, str(TRAIN), *overrides], script_env()) for _ in (0, 1)]
+        launcher = ["--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d"]
+        launcher.append(f"--rdzv_id=nodes-{os.getpid()}")
+        return [self.start(argv, env) for argv, env in two_nodes([TRAIN, *overrides], torchrun=launcher)]
 
     def output(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in self.logs)

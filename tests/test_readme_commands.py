@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from tests import warm_start
-from tests.helpers import REPO, free_port, grammar_corpus, hydra_job_config, mlflow_server, script_env
+from tests.helpers import REPO, grammar_corpus, hydra_job_config, mlflow_server, script_env
+from tests.launching import two_nodes
 
 # Appended to each command of a script: a few steps, a few windows, short samples, few trials.
 BUDGETS = {
@@ -115,32 +116,21 @@ def run_on_two_nodes(folder: Path, command: str) -> None:
             (making,) = [c for _, c in COMMANDS if ON_NODES.match(c) and f"hydra.run.dir={resumed}" in c]
             run_on_two_nodes(folder, making)
     args = [*args, *budget(script, args)]
-    env = script_env()
     if words[0] == "torchrun":
-        launcher = [
-            re.sub(r"=[\w.-]+:\d+$", f"=127.0.0.1:{free_port()}", w)
-            for w in words[1 : words.index(f"scripts/{script}")]
-        ]
-        commands = [
-            [sys.executable, "-m", "torch.distributed.run", *launcher, REPO / "scripts" / script, *args]
-        ] * 2
-        envs = [env, env]
+        launcher = words[1 : words.index(f"scripts/{script}")]
+        launches = two_nodes([REPO / "scripts" / script, *args], torchrun=launcher)
     else:
         variables = dict(word.split("=", 1) for word in words[: words.index("python")])
         assert {"MASTER_ADDR", "MASTER_PORT", "NODE_RANK"} <= variables.keys(), command
-        port = str(free_port())
-        commands = [[sys.executable, REPO / "scripts" / script, *args]] * 2
-        envs = [
-            {**env, **variables, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(node)}
-            for node in (0, 1)
-        ]
+        others = {k: v for k, v in variables.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK")}
+        launches = [(argv, {**others, **env}) for argv, env in two_nodes([REPO / "scripts" / script, *args])]
     logs = [folder / f"node{node}.log" for node in (0, 1)]
     nodes = []
-    for argv, environment, log in zip(commands, envs, logs, strict=True):
+    for (argv, environment), log in zip(launches, logs, strict=True):
         with log.open("w") as out:
             nodes.append(
                 subprocess.Popen(
-                    argv,
+                    [sys.executable, *argv],
                     cwd=folder,
                     env=environment,
                     stdout=out,
