@@ -229,6 +229,29 @@ def test_a_signal_stops_the_run_with_its_state_saved_and_resume_continues_it(tmp
     assert_same_weights(run_dir, reference)
 
 
+EPOCH = 15  # windows in an epoch of the default sine data
+
+
+@pytest.mark.slow
+def test_a_run_that_ended_at_an_epochs_last_window_continues_exactly(tmp_path, launch):
+    """A run that stops after an epoch's last window (its limit here; a signal or max_time alike) validates
+    there, off Lightning's own schedule, and saves before the epoch ends. Resumed, it goes on with the
+    next epoch's first window, trained once: the curve and weights of a run never stopped. (Lightning's
+    restart trained the first window twice, which a submitit requeue that landed at step 45 showed.)"""
+    config = [*LONG_RUN, SAVE_OFTEN, "model=gru"]
+    assert 3 * EPOCH % 4 and 3 * EPOCH % 10, "neither a periodic save nor a scheduled validation at the stop"
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    uninterrupted = launch(*config, f"trainer.max_steps={MAX_STEPS}", f"hydra.run.dir={reference}")
+    first = launch(*config, f"trainer.max_steps={3 * EPOCH}", f"hydra.run.dir={run_dir}")
+    assert_finished(first, run_dir, 3 * EPOCH)
+    assert steps(run_dir, "val/loss")[-1] == 3 * EPOCH - 1  # the validation that ended it
+
+    assert_finished(launch(f"resume={run_dir}", f"trainer.max_steps={MAX_STEPS}"), run_dir, MAX_STEPS)
+    assert_finished(uninterrupted, reference, MAX_STEPS)
+    assert_same_points(run_dir, reference, only={"train/loss"})
+    assert_same_weights(run_dir, reference)
+
+
 def test_ctrl_c_twice_stops_at_once_as_interrupted_with_a_checkpoint_to_resume(tmp_path, launch):
     run_dir = tmp_path / "run"
     run = launch(

@@ -5,6 +5,13 @@ run resumed from that alone would still differ from one never stopped: the train
 the next window continues, the random generators (dropout) and the divergence guard's reference loss
 would start afresh. This callback saves them under ``checkpoint["seqexp"]`` and puts them back when
 training starts. tasks/train.py adds it to every run: it is how a run keeps its promise to continue.
+
+It also mends one blind spot of Lightning's restart: a checkpoint written by a validation after an
+epoch's last window (a stop, the end of a run, a scheduled check) is taken before the epoch ends. Lightning
+resumes such a checkpoint correctly only when it would validate at that window again by its own
+schedule; otherwise it trains one window too many in the old epoch and the next epoch repeats it. The
+loop counters are read as those of a checkpoint written when that last window's step ended, a state
+Lightning resumes exactly into the next epoch (:func:`as_saved_after_the_last_window`).
 """
 
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -75,6 +82,7 @@ class ExactResume(pl.Callback):
         def mine(state: State) -> State:
             return map_state(lambda stacked: stacked[rank], state)
 
+        as_saved_after_the_last_window(checkpoint["loops"]["fit_loop"])
         module.reference_loss = saved.get("reference_loss")  # (set again from the next loss when absent)
         module.validated_at_step = saved["validated_at_step"]
         train_state = mine(saved["train_state"])
@@ -108,3 +116,23 @@ class ExactResume(pl.Callback):
         if self._realign_log_step:
             trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
             self._realign_log_step = False
+
+
+def as_saved_after_the_last_window(fit_loop: dict[str, Any]) -> None:
+    """Rewrite, in place, the counters of a checkpoint that a validation wrote after the last window of an
+    epoch (every window of it started, processed and completed; the epoch itself not yet processed) into
+    those of one written when that window's training step ended (its batch not yet counted completed).
+
+    Lightning restarts the two differently. From the second it goes on with the next epoch's first window,
+    as the run never stopped would. From the first it does so only if its own schedule validates at that
+    window; otherwise (the validation was a stop's, or the one at the end of a run that is now extended)
+    it trains a window past the epoch's end, which the resumable loader serves as the next epoch's first,
+    and the next epoch trains it again."""
+    windows, epochs = fit_loop["epoch_loop.batch_progress"], fit_loop["epoch_progress"]["total"]
+    # Lightning's progress trackers count each window ready, started, processed and completed.
+    every_stage_equal = all(len(set(windows[kind].values())) == 1 for kind in ("total", "current"))
+    validated_after_last_window = windows["is_last_batch"] and every_stage_equal
+    epoch_not_processed = epochs["processed"] == epochs["started"] - 1
+    if validated_after_last_window and epoch_not_processed:
+        windows["total"]["completed"] -= 1
+        windows["current"]["completed"] -= 1
