@@ -8,10 +8,12 @@ its losses and weights; scripts/bench_train.py times the whole seqexp loop again
 
 It reads from the configuration what it can reproduce: the optimizer and scheduler (built by
 seqexp/optimization.py from the same YAML), ``clip`` and ``clip_algorithm``, ``trainer.max_epochs`` and
-``trainer.max_steps``. It validates once per epoch, on one process, without ``limit_*_batches``,
-gradient accumulation or mixed precision.
+``trainer.max_steps``, and ``trainer.precision`` when it is bf16-mixed (autocast, as Lightning's plugin
+does). It validates once per epoch, on one process, without ``limit_*_batches``, gradient accumulation or
+other precisions.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -48,15 +50,31 @@ def sequence_loss(output: torch.Tensor, target: torch.Tensor, tokens: bool) -> t
     return nn.functional.mse_loss(output, target)
 
 
+def autocast(precision: object, device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """What Lightning wraps each step in for ``precision``: nothing for fp32, bf16 autocast for bf16-mixed."""
+    if str(precision) in ("bf16-mixed", "bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision is None or str(precision) in ("32", "32-true"):
+        return contextlib.nullcontext()
+    raise ValueError(f"the reference loop trains in 32-true or bf16-mixed, not {precision}")
+
+
 @torch.no_grad()
-def evaluate(model: SequenceModel, batches: list[Batch], burn_in: int, tokens: bool) -> float:
+def evaluate(
+    model: SequenceModel,
+    batches: list[Batch],
+    burn_in: int,
+    tokens: bool,
+    in_precision: contextlib.AbstractContextManager[object],
+) -> float:
     """Mean loss over the windows after the first ``burn_in``, the state carried from zeros."""
     model.eval()
     state, losses = None, []
     for index, (x, y) in enumerate(batches):
-        output, state = model(x, state)
-        if index >= burn_in:
-            losses.append(sequence_loss(output, y, tokens))
+        with in_precision:
+            output, state = model(x, state)
+            if index >= burn_in:
+                losses.append(sequence_loss(output, y, tokens))
     return float(torch.stack(losses).mean())
 
 
@@ -76,6 +94,7 @@ def reference_fit(
     run_steps = len(train) * max_epochs if max_steps < 0 else min(max_steps, len(train) * max_epochs)
 
     model.to(device)
+    in_precision = autocast(cfg.trainer.get("precision"), torch.device(device))
     optimizer = make_optimizer(
         cast(dict[str, Any], OmegaConf.to_container(cfg.optim, resolve=True)), model.parameters()
     )
@@ -96,8 +115,9 @@ def reference_fit(
             if run.steps == run_steps:
                 break
             # Carry the state from the previous window, but cut the graph there: truncated BPTT.
-            output, state = model(x, detach_state(state))
-            loss = sequence_loss(output, y, tokens)
+            with in_precision:
+                output, state = model(x, detach_state(state))
+                loss = sequence_loss(output, y, tokens)
             optimizer.zero_grad()
             loss.backward()
             if cfg.clip is not None and cfg.clip_algorithm == "norm":
@@ -109,7 +129,7 @@ def reference_fit(
                 assert scheduler is not None, "only a scheduler has an interval"
                 scheduler.step()
             run.train_losses.append(loss.detach())
-        run.val_losses.append(evaluate(model, val, burn_in, tokens))
+        run.val_losses.append(evaluate(model, val, burn_in, tokens, in_precision))
         if interval == "epoch":
             assert scheduler is not None and lr_scheduler is not None, "only a scheduler has an interval"
             if lr_scheduler.get("monitor"):

@@ -1,12 +1,13 @@
 """The Lightning path trains exactly like the plain loop of seqexp/reference_loop.py (docs/design.md §8):
 the same loss at every step, the same validation losses and the same final weights, on the CPU, for each
-cell, with clipping that really clips, and with step and epoch schedulers."""
+cell, with clipping that really clips, with step and epoch schedulers, and under bf16 autocast."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
+from seqexp.precision import cpu_has_bf16
 from seqexp.reference_loop import reference_fit
 from seqexp.tasks.train import build
 from tests.helpers import TINY_LOGGED, compose_train, read_events
@@ -25,6 +26,7 @@ CASES = {
     "gru-adamw-plateau": [
         "model=gru", "optim=adamw", "scheduler=plateau", "scheduler.patience=0", "+scheduler.threshold=10",
     ],
+    "lstm-bf16-mixed": ["model=lstm", "trainer.precision=bf16-mixed"],  # where the CPU has bf16
 }  # fmt: skip
 
 
@@ -40,6 +42,8 @@ def lightning_fit(cfg, out: Path):
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_lightning_trains_exactly_like_the_reference_loop(tmp_path: Path, case: str):
+    if "bf16" in case and not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 instructions: the run would train in fp32")
     overrides = [*TINY_LOGGED, *CASES[case], f"clip={CLIP}", "clip_algorithm=norm"]
     lightning_model, logged = lightning_fit(
         compose_train(overrides, tmp_path / "lightning"), tmp_path / "lightning"

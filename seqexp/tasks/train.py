@@ -201,6 +201,7 @@ def _instantiate_trainer(
     import torch
 
     from seqexp.checkpoints import AtomicCheckpointIO
+    from seqexp.precision import cpu_precision
 
     accelerator = trainer_cfg.get("accelerator")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -208,8 +209,17 @@ def _instantiate_trainer(
             f"trainer.accelerator={accelerator} but this machine has no GPU that torch can use: "
             "use trainer=cpu (or trainer=auto, which takes a GPU where there is one)"
         )
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    precision = cpu_precision(trainer_cfg.get("precision")) if on_cpu else trainer_cfg.get("precision")
     trainer = _instantiate(
-        "trainer", trainer_cfg, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()]
+        "trainer",
+        trainer_cfg,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        precision=precision,
     )
     return cast("pl.Trainer", trainer)
 
