@@ -74,6 +74,8 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
 
     # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: noise a user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Lightning's model summary cannot size a bf16 run's weights: noise, since only its table shows the size.
+    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     check_arguments("model", cfg.model, target="seqexp.models.sequence_model.SequenceModel")
     for key in ("data", "trainer"):
