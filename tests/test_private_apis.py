@@ -57,3 +57,15 @@ def test_the_fit_loop_still_logs_at_its_batches_that_stepped_counter():
 
     assert "_batches_that_stepped" in inspect.getsource(_TrainingEpochLoop.__init__), loop_fix
     assert "_batches_that_stepped" in inspect.getsource(_LoggerConnector.log_metrics), loop_fix
+
+
+def test_the_fit_loop_still_skips_the_plateau_step_while_restarting():
+    # seqexp/callbacks/exact_resume.py clears the flag at a resumed run's first epoch end to undo the skip.
+    fix = (
+        f"pytorch-lightning {pl.__version__}: seqexp/callbacks/exact_resume.py clears fit_loop._restarting "
+        "so that a resumed run's first epoch end steps plateau schedulers; adapt it before raising the pin"
+    )
+    from pytorch_lightning.loops.fit_loop import _FitLoop
+
+    assert "not self.restarting" in inspect.getsource(_FitLoop.on_advance_end), fix
+    assert "self._restarting" in inspect.getsource(_FitLoop.restarting.fget), fix  # the flag it reads

@@ -252,6 +252,26 @@ def test_a_run_that_ended_at_an_epochs_last_window_continues_exactly(tmp_path, l
     assert_same_weights(run_dir, reference)
 
 
+@pytest.mark.slow
+def test_a_plateau_schedule_continues_exactly_from_a_run_ended_at_an_epochs_last_window(tmp_path, launch):
+    """ReduceLROnPlateau steps when an epoch ends, after the validation whose checkpoint ended the run, and
+    Lightning skips that step in a resumed run's first epoch as well. The resumed run makes both: its
+    learning rate and curve are those of a run never stopped (its rate missed the halving at step 75)."""
+    # Validated at each epoch's end, the plateau's cue: the validation at the stop is a scheduled one.
+    config = [*(o for o in LONG_RUN if not o.startswith("trainer.val_check_interval")), "model=gru"]
+    config += ["scheduler=plateau", "scheduler.patience=0"]
+    max_steps = 6 * EPOCH
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    uninterrupted = launch(*config, f"trainer.max_steps={max_steps}", f"hydra.run.dir={reference}")
+    first = launch(*config, f"trainer.max_steps={3 * EPOCH}", f"hydra.run.dir={run_dir}")
+    assert_finished(first, run_dir, 3 * EPOCH)
+
+    assert_finished(launch(f"resume={run_dir}", f"trainer.max_steps={max_steps}"), run_dir, max_steps)
+    assert_finished(uninterrupted, reference, max_steps)
+    assert_same_points(run_dir, reference, only={"train/loss", "lr-Adam"})
+    assert_same_weights(run_dir, reference)
+
+
 def test_ctrl_c_twice_stops_at_once_as_interrupted_with_a_checkpoint_to_resume(tmp_path, launch):
     run_dir = tmp_path / "run"
     run = launch(
