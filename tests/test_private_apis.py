@@ -47,10 +47,12 @@ def test_the_aten_ops_of_the_peephole_backward_exist():
 
 
 def test_the_fit_loop_still_logs_at_its_batches_that_stepped_counter():
-    # seqexp/module.py re-aligns it after a resume and seqexp/trackers/run_log.py gives figures that step.
+    # seqexp/callbacks/exact_resume.py sets it at a resumed fit's first batch and
+    # seqexp/trackers/run_log.py gives figures that step.
     loop_fix = (
-        f"pytorch-lightning {pl.__version__}: seqexp/module.py and seqexp/trackers/run_log.py use "
-        "fit_loop.epoch_loop._batches_that_stepped as the logging step; adapt them before raising the pin"
+        f"pytorch-lightning {pl.__version__}: seqexp/callbacks/exact_resume.py and "
+        "seqexp/trackers/run_log.py use fit_loop.epoch_loop._batches_that_stepped as the logging step; adapt "
+        "them before raising the pin"
     )
     from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
     from pytorch_lightning.trainer.connectors.logger_connector.logger_connector import _LoggerConnector
@@ -69,3 +71,19 @@ def test_the_fit_loop_still_skips_the_plateau_step_while_restarting():
 
     assert "not self.restarting" in inspect.getsource(_FitLoop.on_advance_end), fix
     assert "self._restarting" in inspect.getsource(_FitLoop.restarting.fget), fix  # the flag it reads
+
+
+def test_the_fit_loop_still_holds_the_loader_states_it_has_yet_to_hand_back():
+    # seqexp/callbacks/exact_resume.py hands them over itself when the data was set up before the restore.
+    fix = (
+        f"pytorch-lightning {pl.__version__}: seqexp/callbacks/exact_resume.py hands the training loader its "
+        "saved position through _FitLoop's _combined_loader_states_to_load, _load_combined_loader_states and "
+        "_data_fetcher; adapt it before raising the pin"
+    )
+    from pytorch_lightning.loops.fit_loop import _FitLoop
+
+    setup = inspect.getsource(_FitLoop.setup_data)
+    assert "self._load_combined_loader_states()" in setup and "iter(self._data_fetcher)" in setup, fix
+    assert "_combined_loader_states_to_load" in inspect.getsource(_FitLoop._load_combined_loader_states), fix
+    # The early return that leaves the states unloaded once the data is set up.
+    assert "if self._combined_loader is not None and not self._should_reload_train_dl" in setup, fix

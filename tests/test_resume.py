@@ -22,8 +22,10 @@ from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for, wait_f
 from tests.tracker_readers import mlflow_steps, wandb_history
 
 # Logged every step, validated mid-epoch (an epoch of the default sine data is 15 windows), with 2 layers
-# and dropout so that a resume must restore the random generators too.
+# and dropout so that a resume must restore the random generators too, and a cosine schedule, which reads
+# the run's length before the checkpoint is restored.
 LONG_RUN = [
+    "scheduler=cosine",
     "trainer.log_every_n_steps=1",
     "trainer.val_check_interval=10",
     "trainer.enable_progress_bar=false",
@@ -223,9 +225,10 @@ def test_a_signal_stops_the_run_with_its_state_saved_and_resume_continues_it(tmp
     val_steps = steps(run_dir, "val/loss")
     assert val_steps == sorted(set(val_steps)), "duplicated validation points"
     assert val_steps[-1] == max_steps - 1 and any(s > stopped_at for s in val_steps)
-    # The extra validation at the stop changed nothing in training: the same run as one not stopped.
+    # The extra validation at the stop changed nothing in training: the same run as one not stopped, and the
+    # same learning rate at each step (its points log as a step starts, before any other callback).
     assert_finished(uninterrupted, reference, max_steps)
-    assert_same_points(run_dir, reference, only={"train/loss"})
+    assert_same_points(run_dir, reference, only={"train/loss", "lr-Adam"})
     assert_same_weights(run_dir, reference)
 
 
@@ -238,7 +241,8 @@ def test_a_run_that_ended_at_an_epochs_last_window_continues_exactly(tmp_path, l
     there, off Lightning's own schedule, and saves before the epoch ends. Resumed, it goes on with the
     next epoch's first window, trained once: the curve and weights of a run never stopped. (Lightning's
     restart trained the first window twice, which a submitit requeue that landed at step 45 showed.)"""
-    config = [*LONG_RUN, SAVE_OFTEN, "model=gru"]
+    # A constant learning rate: a cosine anneals over the run's length, which the extension changes.
+    config = [*LONG_RUN, SAVE_OFTEN, "model=gru", "scheduler=none"]
     assert 3 * EPOCH % 4 and 3 * EPOCH % 10, "neither a periodic save nor a scheduled validation at the stop"
     reference, run_dir = tmp_path / "reference", tmp_path / "run"
     uninterrupted = launch(*config, f"trainer.max_steps={MAX_STEPS}", f"hydra.run.dir={reference}")
@@ -260,11 +264,14 @@ def test_a_plateau_schedule_continues_exactly_from_a_run_ended_at_an_epochs_last
     # Validated at each epoch's end, the plateau's cue: the validation at the stop is a scheduled one.
     config = [*(o for o in LONG_RUN if not o.startswith("trainer.val_check_interval")), "model=gru"]
     config += ["scheduler=plateau", "scheduler.patience=0"]
+    # A periodic save falls on that window too, before the validation, which must still write its own.
+    config.append(f"save_every_steps={EPOCH}")
     max_steps = 6 * EPOCH
     reference, run_dir = tmp_path / "reference", tmp_path / "run"
     uninterrupted = launch(*config, f"trainer.max_steps={max_steps}", f"hydra.run.dir={reference}")
     first = launch(*config, f"trainer.max_steps={3 * EPOCH}", f"hydra.run.dir={run_dir}")
     assert_finished(first, run_dir, 3 * EPOCH)
+    assert torch.load(last_ckpt(run_dir), weights_only=True)["seqexp"]["validated_at_step"] == 3 * EPOCH
 
     assert_finished(launch(f"resume={run_dir}", f"trainer.max_steps={max_steps}"), run_dir, max_steps)
     assert_finished(uninterrupted, reference, max_steps)

@@ -16,6 +16,11 @@ end still owed then is made up before the next epoch's first window: the step of
 ReduceLROnPlateau schedulers, with the values they monitor as the checkpoint saw them (Lightning steps the
 other epoch-interval schedulers with the last window, so the checkpoint already holds their step). And the
 plateau step that Lightning skips at the end of a resumed run's first epoch is let through.
+
+Two more gaps in Lightning's restart are closed here: the training loader gets its saved position even
+when a schedule that reads the run's length (cosine) made Lightning set up the data before it read the
+checkpoint, and (:class:`AlignedLoggingStep`) the logging step starts at the resumed step whatever hook
+wrote the checkpoint.
 """
 
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -51,7 +56,6 @@ class ExactResume(pl.Callback):
 
     def __init__(self) -> None:
         self._resumed: Resumed | None = None
-        self._realign_log_step = False
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -116,7 +120,15 @@ class ExactResume(pl.Callback):
         resumed, self._resumed = self._resumed, None
         if resumed is None:
             return
-        self._realign_log_step = True
+        fit_loop = trainer.fit_loop
+        if fit_loop._combined_loader_states_to_load and fit_loop._data_fetcher is not None:
+            # Lightning hands the training loader its saved position when it sets up the data, but a
+            # schedule that asks for the run's length (trainer.estimated_stepping_batches: cosine) made it
+            # set them up before it read the checkpoint, and it does not do it again: the interrupted epoch
+            # would start again from its first window. Hand it over now, and start the loader there.
+            # (Private members: see the pin in pyproject.toml.)
+            fit_loop._load_combined_loader_states()
+            iter(fit_loop._data_fetcher)
         if resumed.rng is not None:
             torch.set_rng_state(resumed.rng.cpu().clone())  # a row of the stacked ranks' states: a view
         if resumed.cuda_rng is not None and pl_module.device.type == "cuda":
@@ -136,15 +148,28 @@ class ExactResume(pl.Callback):
         if fit_loop.restarting and not fit_loop.restarted_on_epoch_end:
             fit_loop._restarting = False
 
+
+class AlignedLoggingStep(pl.Callback):
+    """A fit's first batch logs at its global step.
+
+    Lightning logs at ``epoch_loop._batches_that_stepped``, which a checkpoint holds one behind the global
+    step; its restart adds the one back only for the checkpoints it expects (a validation it scheduled,
+    the end of a step), not for one that a stop's validation wrote, and a resumed run's curves would
+    repeat a step. tasks/train.py puts this callback first, so that the learning rate's point, logged as
+    the batch starts, is aligned too. (A private counter: see the pin in pyproject.toml.)"""
+
+    def __init__(self) -> None:
+        self._first_batch = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first_batch = True
+
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        # Lightning writes a checkpoint from a validation it did not schedule (a stop) with its logging
-        # step one behind global_step, and re-aligns it only for the checkpoints it knows; unaligned, a
-        # resumed run's curves would repeat a step. (A private counter: see the pin in pyproject.toml.)
-        if self._realign_log_step:
+        if self._first_batch:  # (a fresh run's are both 0)
             trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
-            self._realign_log_step = False
+            self._first_batch = False
 
 
 def epoch_plateau_schedulers(trainer: pl.Trainer) -> list[LRSchedulerConfig]:

@@ -24,12 +24,12 @@ class LatestCheckpoint(pl.Callback):
         self.every_n_steps = every_n_steps
         self.every_n_seconds = None if every_n_minutes is None else every_n_minutes * 60
         self._saved_at: float = time.monotonic()
-        self._saved_step: int | None = None
+        self._saved: tuple[int, int | None] | None = None  # the step and validation last.ckpt holds
         self._flush_at_next_batch = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._saved_at = time.monotonic()
-        self._saved_step = trainer.global_step  # a resumed run's checkpoint already holds this step
+        self._saved = self._holding(trainer)  # a resumed run's checkpoint already holds them
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -58,11 +58,17 @@ class LatestCheckpoint(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer)
 
+    @staticmethod
+    def _holding(trainer: pl.Trainer) -> tuple[int, int | None]:
+        """What a checkpoint written now would hold: the step trained to, and the step of the last
+        validation that scored (a periodic save and a validation can fall on one step)."""
+        return trainer.global_step, getattr(trainer.lightning_module, "validated_at_step", None)
+
     def save(self, trainer: pl.Trainer) -> None:
-        if self._saved_step == trainer.global_step and self.path.exists():
-            return  # nothing trained since the last write
+        if self._saved == self._holding(trainer) and self.path.exists():
+            return  # nothing trained or validated since the last write
         for logger in trainer.loggers:  # what was logged before the checkpoint is on disk before it
             logger.save()
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resume needs it
         self._flush_at_next_batch = True
-        self._saved_at, self._saved_step = time.monotonic(), trainer.global_step
+        self._saved_at, self._saved = time.monotonic(), self._holding(trainer)

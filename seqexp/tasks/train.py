@@ -64,7 +64,7 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     from hydra.utils import instantiate
 
     from seqexp.app.argument_types import check_arguments
-    from seqexp.callbacks.exact_resume import ExactResume
+    from seqexp.callbacks.exact_resume import AlignedLoggingStep, ExactResume
     from seqexp.callbacks.time_budget import FollowTimeBudget
     from seqexp.models.size import check_model_fits
     from seqexp.module import SequenceLightningModule
@@ -97,9 +97,9 @@ def build(cfg: DictConfig) -> tuple["StreamDataModule", "SequenceLightningModule
     if not cfg.trainer.enable_progress_bar:  # Lightning refuses a progress-bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     # Not options in conf/callbacks: without them a run could not continue exactly where it stopped, or
-    # anneal within its time budget. Last, so that the generators are restored after the other callbacks'
-    # on_train_start.
-    callbacks += [ExactResume(), FollowTimeBudget()]
+    # anneal within its time budget. ExactResume last, so that the generators are restored after the other
+    # callbacks' on_train_start; AlignedLoggingStep first, before any callback logs as a batch starts.
+    callbacks = [AlignedLoggingStep(), *callbacks, ExactResume(), FollowTimeBudget()]
     chosen = (cfg.get("logger") or {}).items()
     loggers = [cast("Logger", _instantiate(f"logger.{name}", node)) for name, node in chosen if node]
     announce_what_loggers_miss(loggers)
