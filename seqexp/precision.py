@@ -1,13 +1,20 @@
-"""Which precision a run on the CPU trains in: bf16 where the processor computes it, fp32 where it does not.
+"""How a run computes in bf16: on the CPU only where the processor has bf16, and with autocast's cache.
 
-bf16 autocast nearly halves a recurrent step on a CPU with AVX-512 BF16 or AMX (scripts/bench_train.py
---precision). Without them torch emulates bf16, which is slower than fp32 and no more accurate, so such
-a run trains in fp32 and says so in one line.
+bf16 autocast makes a recurrent step about 1.7 times as fast on a CPU with AVX-512 BF16 or AMX
+(scripts/bench_train.py --precision). Without them torch emulates bf16, which is slower than fp32 and no
+more accurate, so such a run trains in fp32 and says so in one line.
+
+A recurrent cell multiplies by the same weights at every time step. Lightning's own bf16-mixed (2.6) turns
+autocast's cache off, so the weights were cast to bf16 again at each of a window's steps, which cost
+about an eighth of the step; :class:`CachedBf16Autocast` casts them once per training step.
 """
 
+from collections.abc import Generator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision
 from pytorch_lightning.utilities import rank_zero_info
 
 BF16_PRECISIONS = ("bf16-mixed", "bf16-true", "bf16")  # Lightning's names for them
@@ -35,3 +42,22 @@ def cpu_precision(precision: str | int | None) -> str | int | None:
         "so the run trains in fp32 (32-true)"
     )
     return "32-true"
+
+
+class CachedBf16Autocast(MixedPrecision):
+    """Lightning's bf16-mixed, with autocast's weight cache on for the steps (forward and loss).
+
+    Lightning turned the cache off for a step that runs the model under ``torch.no_grad()`` first and with
+    gradients after: the cached bf16 weights from the first call have no gradient path (its issue 20644).
+    seqexp's training step runs the model once, with gradients; a custom cell that itself calls the
+    weights under no_grad inside its forward should use ``trainer.precision`` of Lightning's own plugin.
+    """
+
+    def __init__(self, device: str) -> None:
+        super().__init__(precision="bf16-mixed", device=device)
+
+    @contextmanager
+    def forward_context(self) -> Generator[None, None, None]:
+        # The cache is emptied when the outermost autocast exits: the weights are cast once per step.
+        with torch.autocast(self.device, dtype=torch.bfloat16):
+            yield
