@@ -143,6 +143,7 @@ FAULTS = [
         signal=signal.SIGTERM,
         says="the sweep was stopped by signal 15: python scripts/train.py resume=",
         jobs=3,
+        marks=[pytest.mark.slow],  # 35 s; sweep-ctrl-c keeps a sweep's signal in the fast tier
     ),
     Fault(
         "sweep-ctrl-c",

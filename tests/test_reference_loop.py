@@ -28,6 +28,7 @@ CASES = {
     ],
     "lstm-bf16-mixed": ["model=lstm", "trainer.precision=bf16-mixed"],  # where the CPU has bf16
 }  # fmt: skip
+SLOW_CASES = {"lstm-bf16-mixed"}  # 9 s, the longest case: the slow tier
 
 
 def lightning_fit(cfg, out: Path):
@@ -40,7 +41,11 @@ def lightning_fit(cfg, out: Path):
     return module.model, scalars
 
 
-@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(case, marks=pytest.mark.slow if case in SLOW_CASES else ()) for case in CASES],
+    ids=list(CASES),
+)
 def test_lightning_trains_exactly_like_the_reference_loop(tmp_path: Path, case: str):
     if "bf16" in case and not cpu_has_bf16():
         pytest.skip("this CPU has no bf16 instructions: the run would train in fp32")
