@@ -17,7 +17,8 @@ import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 from pytorch_lightning.utilities import rank_zero_info
 
-BF16_PRECISIONS = ("bf16-mixed", "bf16-true", "bf16")  # Lightning's names for them
+BF16_MIXED = ("bf16-mixed", "bf16")  # Lightning's names for bf16 autocast
+BF16_PRECISIONS = (*BF16_MIXED, "bf16-true")
 # Linux's names for the instructions: x86's AVX-512 BF16 and AMX, and Arm's BF16 extension.
 BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 
@@ -31,6 +32,22 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     except OSError:  # not Linux: no way to tell, and an emulated bf16 only costs speed
         return False
     return not BF16_CPU_FLAGS.isdisjoint(flags)
+
+
+def trainer_precision(
+    precision: str | int | None, accelerator: str | None
+) -> tuple[str | int | None, list[MixedPrecision]]:
+    """The Trainer's ``precision`` and precision plugins for the configured ones: a bf16 run on a CPU
+    without bf16 trains in fp32, and bf16 autocast is :class:`CachedBf16Autocast` (the plugin is the
+    precision then: Lightning takes one or the other)."""
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    if on_cpu:
+        precision = cpu_precision(precision)
+    if str(precision) in BF16_MIXED and (on_cpu or torch.cuda.is_available()):
+        return None, [CachedBf16Autocast("cpu" if on_cpu else "cuda")]
+    return precision, []
 
 
 def cpu_precision(precision: str | int | None) -> str | int | None:

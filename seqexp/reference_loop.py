@@ -24,6 +24,7 @@ from torch import nn
 from seqexp.data.datamodule import StreamDataModule
 from seqexp.models.sequence_model import SequenceModel, detach_state
 from seqexp.optimization import LIGHTNING, make_lr_scheduler, make_optimizer
+from seqexp.precision import BF16_MIXED
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -52,7 +53,7 @@ def sequence_loss(output: torch.Tensor, target: torch.Tensor, tokens: bool) -> t
 
 def autocast(precision: object, device: torch.device) -> contextlib.AbstractContextManager[object]:
     """What Lightning wraps each step in for ``precision``: nothing for fp32, bf16 autocast for bf16-mixed."""
-    if str(precision) in ("bf16-mixed", "bf16"):
+    if str(precision) in BF16_MIXED:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision is None or str(precision) in ("32", "32-true"):
         return contextlib.nullcontext()

@@ -220,20 +220,15 @@ def budget(script: str, args: list[str]) -> list[str]:
     ]
 
 
-def latest(folder: Path, pattern: str) -> Path | None:
-    """The newest folder matching ``pattern`` (a day's folder of sweeps also holds the report's files)."""
-    matches = sorted(path for path in folder.glob(pattern) if path.is_dir())
-    return matches[-1] if matches else None
-
-
-def latest_sweep(folder: Path, resumable: bool) -> Path | None:
-    """The newest sweep folder; with ``resumable``, the newest grid sweep (its multirun.yaml)."""
-    sweeps = [
+def latest(folder: Path, pattern: str, holding: str | None = None) -> Path | None:
+    """The newest folder matching ``pattern`` (a day's folder of sweeps also holds the report's files),
+    among those holding the file ``holding`` if given."""
+    matches = [
         path
-        for path in folder.glob("outputs/multiruns/*/*")
-        if path.is_dir() and (not resumable or (path / "multirun.yaml").is_file())
+        for path in folder.glob(pattern)
+        if path.is_dir() and (holding is None or (path / holding).is_file())
     ]
-    return max(sweeps, default=None)
+    return max(matches, default=None)
 
 
 def substitute(folder: Path, command: str) -> str:
@@ -256,11 +251,12 @@ def substitute(folder: Path, command: str) -> str:
             command = re.sub(rf"outputs/{runs}/<date>(?=\s|$)", str(found.relative_to(folder)), command)
     if re.search(sweep, command):
         # A sweep that resume= continues is a grid (it has multirun.yaml); a search is refused by design.
-        found = latest_sweep(folder, resumable="resume=" in command)
+        holding = "multirun.yaml" if "resume=" in command else None
+        found = latest(folder, "outputs/multiruns/*/*", holding)
         if found is None:
             made = run(folder, "train.py", ["-m", "model=rnn,gru", *BUDGETS["train.py"]])
             assert made.returncode == 0, made.stderr[-3000:]
-            found = latest_sweep(folder, resumable="resume=" in command)
+            found = latest(folder, "outputs/multiruns/*/*", holding)
         command = re.sub(sweep, str(found.relative_to(folder)), command)
     return command
 

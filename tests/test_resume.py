@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,26 @@ def test_a_signal_stops_the_run_with_its_state_saved_and_resume_continues_it(tmp
 EPOCH = 15  # windows in an epoch of the default sine data
 
 
+def ended_at_three_epochs(
+    tmp_path: Path, launch, config: list[str], max_steps: int
+) -> tuple[Path, Callable[[set[str]], None]]:
+    """A run of ``config`` that ended at its third epoch's last window (its folder), and a function that
+    extends it to ``max_steps`` and compares the ``tags`` and weights with a run of them never stopped
+    (started alongside)."""
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    uninterrupted = launch(*config, f"trainer.max_steps={max_steps}", f"hydra.run.dir={reference}")
+    first = launch(*config, f"trainer.max_steps={3 * EPOCH}", f"hydra.run.dir={run_dir}")
+    assert_finished(first, run_dir, 3 * EPOCH)
+
+    def extend_and_compare(tags: set[str]) -> None:
+        assert_finished(launch(f"resume={run_dir}", f"trainer.max_steps={max_steps}"), run_dir, max_steps)
+        assert_finished(uninterrupted, reference, max_steps)
+        assert_same_points(run_dir, reference, only=tags)
+        assert_same_weights(run_dir, reference)
+
+    return run_dir, extend_and_compare
+
+
 @pytest.mark.slow
 def test_a_run_that_ended_at_an_epochs_last_window_continues_exactly(tmp_path, launch):
     """A run that stops after an epoch's last window (its limit here; a signal or max_time alike) validates
@@ -244,16 +265,9 @@ def test_a_run_that_ended_at_an_epochs_last_window_continues_exactly(tmp_path, l
     # A constant learning rate: a cosine anneals over the run's length, which the extension changes.
     config = [*LONG_RUN, SAVE_OFTEN, "model=gru", "scheduler=none"]
     assert 3 * EPOCH % 4 and 3 * EPOCH % 10, "neither a periodic save nor a scheduled validation at the stop"
-    reference, run_dir = tmp_path / "reference", tmp_path / "run"
-    uninterrupted = launch(*config, f"trainer.max_steps={MAX_STEPS}", f"hydra.run.dir={reference}")
-    first = launch(*config, f"trainer.max_steps={3 * EPOCH}", f"hydra.run.dir={run_dir}")
-    assert_finished(first, run_dir, 3 * EPOCH)
+    run_dir, extend_and_compare = ended_at_three_epochs(tmp_path, launch, config, MAX_STEPS)
     assert steps(run_dir, "val/loss")[-1] == 3 * EPOCH - 1  # the validation that ended it
-
-    assert_finished(launch(f"resume={run_dir}", f"trainer.max_steps={MAX_STEPS}"), run_dir, MAX_STEPS)
-    assert_finished(uninterrupted, reference, MAX_STEPS)
-    assert_same_points(run_dir, reference, only={"train/loss"})
-    assert_same_weights(run_dir, reference)
+    extend_and_compare({"train/loss"})
 
 
 @pytest.mark.slow
@@ -266,17 +280,9 @@ def test_a_plateau_schedule_continues_exactly_from_a_run_ended_at_an_epochs_last
     config += ["scheduler=plateau", "scheduler.patience=0"]
     # A periodic save falls on that window too, before the validation, which must still write its own.
     config.append(f"save_every_steps={EPOCH}")
-    max_steps = 6 * EPOCH
-    reference, run_dir = tmp_path / "reference", tmp_path / "run"
-    uninterrupted = launch(*config, f"trainer.max_steps={max_steps}", f"hydra.run.dir={reference}")
-    first = launch(*config, f"trainer.max_steps={3 * EPOCH}", f"hydra.run.dir={run_dir}")
-    assert_finished(first, run_dir, 3 * EPOCH)
+    run_dir, extend_and_compare = ended_at_three_epochs(tmp_path, launch, config, 6 * EPOCH)
     assert torch.load(last_ckpt(run_dir), weights_only=True)["seqexp"]["validated_at_step"] == 3 * EPOCH
-
-    assert_finished(launch(f"resume={run_dir}", f"trainer.max_steps={max_steps}"), run_dir, max_steps)
-    assert_finished(uninterrupted, reference, max_steps)
-    assert_same_points(run_dir, reference, only={"train/loss", "lr-Adam"})
-    assert_same_weights(run_dir, reference)
+    extend_and_compare({"train/loss", "lr-Adam"})
 
 
 def test_ctrl_c_twice_stops_at_once_as_interrupted_with_a_checkpoint_to_resume(tmp_path, launch):

@@ -203,7 +203,7 @@ def _instantiate_trainer(
     import torch
 
     from seqexp.checkpoints import AtomicCheckpointIO
-    from seqexp.precision import CachedBf16Autocast, cpu_precision
+    from seqexp.precision import trainer_precision
 
     accelerator = trainer_cfg.get("accelerator")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -211,16 +211,14 @@ def _instantiate_trainer(
             f"trainer.accelerator={accelerator} but this machine has no GPU that torch can use: "
             "use trainer=cpu (or trainer=auto, which takes a GPU where there is one)"
         )
-    on_cpu = accelerator == "cpu" or (
-        accelerator == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
-    )
-    precision = cpu_precision(trainer_cfg.get("precision")) if on_cpu else trainer_cfg.get("precision")
-    plugins: list[object] = [AtomicCheckpointIO()]
-    if str(precision) in ("bf16-mixed", "bf16") and (on_cpu or torch.cuda.is_available()):
-        plugins.append(CachedBf16Autocast("cpu" if on_cpu else "cuda"))
-        precision = None  # the plugin is the precision: Lightning takes one or the other
+    precision, precision_plugins = trainer_precision(trainer_cfg.get("precision"), accelerator)
     trainer = _instantiate(
-        "trainer", trainer_cfg, callbacks=callbacks, logger=loggers, plugins=plugins, precision=precision
+        "trainer",
+        trainer_cfg,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO(), *precision_plugins],
+        precision=precision,
     )
     return cast("pl.Trainer", trainer)
 
