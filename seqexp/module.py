@@ -56,6 +56,9 @@ class SequenceLightningModule(pl.LightningModule):
         self.reference_loss: float | None = None
         self.divergence: str | None = None  # why training stopped as diverged
         self.validated_at_step: int | None = None  # the global step of the last validation that scored
+        # Text: the validation split's tokens over its characters (1 for characters), so that the best
+        # val/loss times this is nats per character, the objective that compares tokenizers.
+        self.val_tokens_per_char = 1.0
         self.spec = DataSpec.from_dict(data)
         self.model = build_model(model, self.spec)
         self.states: dict[str, State] = dict.fromkeys(STAGES)
@@ -194,7 +197,10 @@ class SequenceLightningModule(pl.LightningModule):
         mean = float(self.trainer.strategy.reduce(local_mean, reduce_op="mean"))
         metrics = {f"{stage}/loss": mean}
         if self.spec.tokens:
-            metrics[f"{stage}/bpc"] = mean * self._tokens_per_char() / math.log(2)
+            tokens_per_char = self._tokens_per_char()
+            if stage == "val":
+                self.val_tokens_per_char = tokens_per_char
+            metrics[f"{stage}/bpc"] = mean * tokens_per_char / math.log(2)
             metrics[f"{stage}/ppl"] = math.exp(mean) if mean < 700 else math.inf
         elif self._eval_errors:
             errors = self.trainer.strategy.reduce(

@@ -20,7 +20,7 @@ from seqexp.errors import user_error
 from seqexp.module import SequenceLightningModule
 from seqexp.sampling_options import check_sampling_options
 from seqexp.tasks.train import train
-from tests.helpers import assert_one_line, grammar_corpus, hydra_job_config, model_options
+from tests.helpers import assert_one_line, grammar_corpus, hydra_job_config, model_options, read_events
 
 MIXED = "Grüße aus Köln.\r\nΚαλημέρα κόσμε.\r\n你好，世界。\r\nnaïve café — ½ × 3\r\n"
 
@@ -206,3 +206,20 @@ def test_bad_tokenizer_settings_are_one_line_before_training(tmp_path, monkeypat
         train(cfg)
     assert_one_line(user_error(error.value) or error.value, message)
     assert not (tmp_path / "run" / "tensorboard").exists(), "nothing may be trained or logged"
+
+
+def test_the_objective_of_a_bpe_run_is_its_best_val_loss_per_character(tmp_path, monkeypatch):
+    # A search that mixes tokenizers ranks trials by what the train task returns: nats per character,
+    # not per token, which would favour whichever tokenizer has the longer tokens.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(grammar_corpus(150), encoding="utf-8")
+    overrides = [*TEXT, "data.tokenizer=bpe", "data.vocab_size=280", "trainer.max_steps=12",
+                 "trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null"]  # fmt: skip
+    with hydra_job_config("train", overrides, tmp_path / "run") as cfg:
+        objective = train(cfg)
+    events = read_events(tmp_path / "run")
+    losses = [event.value for event in events.Scalars("val/loss")]
+    per_char = [event.value * math.log(2) for event in events.Scalars("val/bpc")]
+    assert len(losses) >= 3
+    assert objective == pytest.approx(min(per_char), rel=1e-6)
+    assert objective < 0.8 * min(losses), "a bpe token stands for more than one character"

@@ -1,5 +1,6 @@
 """The train task: check the config, then seed -> data -> model -> callbacks/loggers -> trainer -> fit
--> test, and return the best validation loss (the objective Hydra sweepers minimize).
+-> test, and return the best validation loss (the objective Hydra sweepers minimize; per character for
+text, whatever a token is).
 
 A run whose validation loss is NaN or inf (it diverged) returns inf rather than failing: an optimizer
 such as Optuna ranks it last and the search goes on, whereas NaN would poison its comparisons.
@@ -241,7 +242,8 @@ def _instantiate(key: str, node: DictConfig, **kwargs: object) -> object:
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit the configured model and return its best validation loss (inf if the run diverged).
+    """Fit the configured model and return its best validation loss (inf if the run diverged), per
+    character for text, so that a search over tokenizers compares like with like (val/bpc x ln 2).
 
     Raises RunInterrupted when a signal stopped training (its checkpoints are written by then), and
     JobNotStarted when it stopped this job's sweep before the job began.
@@ -306,7 +308,9 @@ def _train_built(
         ) from None
     log_hyperparams(trainer, _flat_hparams(cfg), metrics)
     best, final = metrics["hp/best_val_loss"], metrics["hp/final_val_loss"]
-    rank_zero_info(f"best val/loss {best:.6g}, final val/loss {final:.6g}")
+    per_char = best * module.val_tokens_per_char
+    in_chars = f" ({per_char:.6g} nats per character)" if module.val_tokens_per_char != 1.0 else ""
+    rank_zero_info(f"best val/loss {best:.6g}{in_chars}, final val/loss {final:.6g}")
     # Lightning's CallbackConnector sets trainer.callbacks, which Trainer does not declare.
     callbacks = trainer.callbacks  # type: ignore[attr-defined]
     stop = next((c for c in callbacks if isinstance(c, StopOnSignal)), None)
@@ -317,7 +321,7 @@ def _train_built(
     if module.divergence or not math.isfinite(final):
         rank_zero_warn(f"the run diverged ({module.divergence or f'val/loss {final}'}): its objective is inf")
         return math.inf
-    return best
+    return per_char
 
 
 def _fit_and_test(
