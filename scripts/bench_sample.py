@@ -40,6 +40,7 @@ def main() -> None:
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
         dropout=0.0,
+        input_dropout=0.0,
         encoder="onehot",
         embedding_dim=64,  # unused: the inputs are one-hot
         remember_bias=None,

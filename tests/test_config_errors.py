@@ -24,6 +24,7 @@ BAD_VALUES = [
     ("model.hidden_size=0", "model.hidden_size=0", ">= 1"),
     ("model.dropout=1.0", "model.dropout=1.0", "[0, 1)"),
     ("model.dropout=-0.1", "model.dropout=-0.1", "[0, 1)"),
+    ("model.input_dropout=0.5x", "model.input_dropout='0.5x'", "[0, 1)"),
     ("optim.lr=0", "optim.lr=0", "> 0"),
     ("optim.weight_decay=-1", "optim.weight_decay=-1", ">= 0"),
     ("scheduler=cosine scheduler.lightning.interval=x", "scheduler.lightning.interval='x'", "step, epoch"),
@@ -89,6 +90,7 @@ SHARED_CELL_OPTIONS = [
     ("model.hidden_size=2.5", "model.hidden_size=2.5 is invalid: it must be an integer >= 1"),
     ("model.num_layers=0", "model.num_layers=0 is invalid: it must be an integer between 1 and 64"),
     ("model.dropout=1.0", "model.dropout=1.0 is invalid: it must be in [0, 1)"),
+    ("model.input_dropout=1.0", "model.input_dropout=1.0 is invalid: it must be in [0, 1)"),
 ]
 
 

@@ -240,13 +240,15 @@ def test_bad_peephole_options_are_refused_by_the_cell(kwargs: dict, message: str
 @pytest.mark.parametrize("override", [[], ["peephole=full"]])
 def test_model_config_builds_the_cell(override: list[str]) -> None:
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
     # Composed as a run composes it: the size comes from conf/train.yaml, shared by every cell.
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["model=peephole-lstm", *(f"model.{o}" for o in override)]).model
     module_name, _, class_name = cfg.cell.rpartition(".")
     cell_cls = getattr(importlib.import_module(module_name), class_name)
-    known = {"cell", "hidden_size", "num_layers", "dropout", "encoder", "embedding_dim", "remember_bias"}
+    # The keys every cell shares; the rest are the peephole cell's own.
+    known = {"hidden_size", "num_layers", *OmegaConf.load(ROOT / "conf" / "_model.yaml")}
     extra = {key: value for key, value in cfg.items() if key not in known}
     cell = cell_cls(
         input_size=3, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout, **extra

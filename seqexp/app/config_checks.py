@@ -87,6 +87,10 @@ def check_train_config(cfg: DictConfig) -> None:
     if "embedding_dim" in model:
         require("model.embedding_dim", model.embedding_dim, lambda v: is_int(v) and v >= 1, "an integer >= 1")
     require("model.dropout", model.dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")
+    if "input_dropout" in model:  # absent from the configs of runs saved before it existed
+        require(
+            "model.input_dropout", model.input_dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)"
+        )
 
     # The keys every optimizer and scheduler shares; the options of one class are its constructor's to
     # judge (seqexp.optimization.check_optimization calls it before training).

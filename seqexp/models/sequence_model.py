@@ -1,4 +1,4 @@
-"""Contract 2 (docs/design.md §4): encoder -> recurrent core -> dropout -> Linear head."""
+"""Contract 2 (docs/design.md §4): encoder -> input dropout -> recurrent core -> dropout -> Linear head."""
 
 import contextlib
 import importlib
@@ -71,7 +71,7 @@ class OneHot(nn.Module):
 
 
 class SequenceModel(nn.Module):
-    """``encoder -> core -> dropout -> head``; ``forward(x, state) -> (output, state)``.
+    """``encoder -> input dropout -> core -> dropout -> head``; ``forward(x, state) -> (output, state)``.
 
     ``x`` is ``(batch, time, input_size)`` floats when ``tokens`` is false, else ``(batch, time)`` ids.
     The keyword arguments are conf/model's keys and have no defaults here: theirs are in conf/_model.yaml
@@ -83,6 +83,9 @@ class SequenceModel(nn.Module):
     A mapping sets it by the cell's class name ({"LSTM": 3.0, "GRU": 1.0}; a cell not named keeps torch's
     initialisation), for comparisons of cells whose gates differ: the GRU's update gate also scales what
     is written, 1 - z, so a bias that suits an LSTM's forget gate leaves a GRU writing 5 % at a step.
+    ``input_dropout`` drops the core's input and ``dropout`` the links between layers and to the head:
+    together every non-recurrent connection, the recipe of Zaremba et al. (2014); the recurrent state
+    itself is never dropped, so it carries across windows as it is.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class SequenceModel(nn.Module):
         hidden_size: int,
         num_layers: int,
         dropout: float,
+        input_dropout: float,
         encoder: str,
         embedding_dim: int,
         remember_bias: float | dict[str, float] | None,
@@ -137,11 +141,12 @@ class SequenceModel(nn.Module):
             remember_bias = remember_bias_of(cell, remember_bias)
         if remember_bias is not None:
             init_remember_bias(self.core, cell, hidden_size, remember_bias)
+        self.input_dropout = nn.Dropout(input_dropout)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        features, state = self.core(self.encoder(x), state)
+        features, state = self.core(self.input_dropout(self.encoder(x)), state)
         return self.head(self.dropout(features)), state
 
 
@@ -179,6 +184,8 @@ def init_remember_bias(core: nn.Module, cell: str, hidden_size: int, value: floa
 def build_model(options: dict[str, Any], spec: DataSpec) -> SequenceModel:
     """The model of ``options`` (conf/model/*.yaml as a dict) for data described by ``spec``: the one
     place a model is built, for training and from checkpoints alike."""
+    # A checkpoint written before model.input_dropout existed trained without it.
+    options = {"input_dropout": 0.0} | options
     return SequenceModel(
         **options, input_size=spec.input_size, output_size=spec.output_size, tokens=spec.tokens
     )
