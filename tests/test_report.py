@@ -217,6 +217,20 @@ def test_loss_against_time_takes_the_best_run_of_each_cell_in_minutes_since_its_
     )  # the NaN left out
 
 
+def test_loss_against_time_takes_every_run_where_all_are_of_one_cell(tmp_path):
+    # A search over one cell's recipe (README "tinyshakespeare on a CPU in 10 minutes"): the best run of
+    # the one cell alone would hide what the search compared.
+    make_run(tmp_path / "slow_start", ["seed=1"], {"val/loss": [3.0, 2.0, 1.2]})
+    make_run(tmp_path / "fast_start", ["seed=2"], {"val/loss": [2.5, 1.5]})
+    make_run(tmp_path / "failed", ["seed=3"], status={"status": "failed", "error": "boom"})
+    runs, _, _ = find_runs(tmp_path)
+    curves = loss_against_time(runs, build_leaderboard(runs))
+    assert list(curves) == ["slow_start", "fast_start"]  # best first; the failed run has no curve
+    assert curves["fast_start"].losses == pytest.approx([2.5, 1.5])
+    assert curves["fast_start"].minutes == pytest.approx([0, 1 / 60])
+    assert {curve.row.cell for curve in curves.values()} == {"GRU"}
+
+
 def test_a_missing_folder_is_one_error_line_and_a_non_zero_exit(tmp_path, capsys):
     code, out, err = report(tmp_path / "nowhere", capsys)
     assert (code, out) == (2, "")

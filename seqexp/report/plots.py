@@ -1,5 +1,6 @@
-"""The report's charts: validation-loss curves of all runs, by step and (the best run of each cell) by
-wall-clock minutes, and best validation loss against model size and against throughput. Bare matplotlib
+"""The report's charts: validation-loss curves of all runs, by step and (the best run of each cell, or
+every run where all are of one cell) by wall-clock minutes, and best validation loss against model size
+and against throughput. Bare matplotlib
 Figures (no pyplot): no display and no global state needed.
 """
 
@@ -60,37 +61,40 @@ class TimeCurve(NamedTuple):
 
 def loss_against_time(runs: list[Run], board: Leaderboard) -> dict[str | None, TimeCurve]:
     """For each cell, its run with the best val/loss and that run's finite val/loss against the minutes
-    since the run's first event (its model set-up). A resumed run's minutes include its time stopped."""
+    since the run's first event (its model set-up), keyed by the cell. Where every run is of one cell (a
+    search over one cell's recipe), every run's curve instead, keyed by the run. A resumed run's minutes
+    include its time stopped."""
     by_name = {run.name: run for run in runs}
+    one_cell = len({row.cell for row in board.rows if row.run in by_name}) == 1
     curves: dict[str | None, TimeCurve] = {}
     for row in board.rows:  # best first, so the first row of a cell is its best
         run = by_name.get(row.run)
+        key = row.run if one_cell else row.cell
         # A baseline is no run; a run whose result is only in status.json (debug=fast logs no scalars) has
         # no curve.
-        if row.best_loss is None or row.cell in curves or run is None or not run.scalars.get(LOSS):
+        if row.best_loss is None or key in curves or run is None or not run.scalars.get(LOSS):
             continue
         start = min(p.wall_time for points in run.scalars.values() for p in points)
         points = [p for p in run.scalars[LOSS] if math.isfinite(p.value)]
-        curves[row.cell] = TimeCurve(
-            row, [(p.wall_time - start) / 60 for p in points], [p.value for p in points]
-        )
+        curves[key] = TimeCurve(row, [(p.wall_time - start) / 60 for p in points], [p.value for p in points])
     return curves
 
 
 def _best_of_each_cell_against_time(runs: list[Run], board: Leaderboard, path: Path) -> None:
-    """What a budget of wall-clock time buys with each cell (:func:`loss_against_time`)."""
+    """What a budget of wall-clock time buys with each cell, or with each recipe of one cell
+    (:func:`loss_against_time`)."""
     figure = Figure(figsize=(9, 5))
     axes = figure.subplots()
     curves = loss_against_time(runs, board)
-    for cell, curve in curves.items():
+    for curve in curves.values():
         # The run's folder, not its overrides: a search's would make the legend wider than the chart.
         run = curve.row.run if len(curve.row.run) <= 30 else curve.row.run[:29] + "…"
-        label = f"{cell or 'cell?'} ({run}): best {curve.row.best_loss:.4g}"
+        label = f"{curve.row.cell or 'cell?'} ({run}): best {curve.row.best_loss:.4g}"
         axes.plot(curve.minutes, curve.losses, marker=".", label=label)
+    one_cell = len({curve.row.cell for curve in curves.values()}) == 1 and len(curves) > 1
+    which = "every run" if one_cell else "the best run of each cell"
     xlabel = "wall-clock minutes since the run's model set-up"
-    _finish_loss_curves(
-        figure, axes, bool(curves), xlabel, f"{LOSS} against time, the best run of each cell", path
-    )
+    _finish_loss_curves(figure, axes, bool(curves), xlabel, f"{LOSS} against time, {which}", path)
 
 
 def _finish_loss_curves(
