@@ -3,8 +3,9 @@
 The setting changes the C library's malloc for the whole process, so each run is a fresh
 `scripts/train.py`; the runs alternate (on, off, on, off, ...). For each one: training tokens/s over its
 last epoch (train/tokens_per_s, validation excluded), and from the kernel, for the whole process,
-minor page faults, system time and peak resident size. The default run is experiment=tinyshakespeare_cpu's
-model and batches on a generated corpus (no download), for a fixed number of epochs instead of 10 minutes:
+minor page faults, system time and peak resident size. The default run is
+experiment=tinyshakespeare_cpu_fp32's model and batches on a generated corpus (no download), for a
+fixed number of epochs instead of 10 minutes:
 
     python scripts/bench_host_memory.py
     python scripts/bench_host_memory.py --repeats 3 -o model=lstm model.hidden_size=256
@@ -21,7 +22,7 @@ from harness import generated_corpus, run_train_script
 
 from seqexp.report.runs import read_scalars
 
-PRESET = ["experiment=tinyshakespeare_cpu", "data=text", "trainer.max_time=null", "test_after_fit=false"]
+PRESET = ["experiment=tinyshakespeare_cpu_fp32", "data=text", "trainer.max_time=null", "test_after_fit=false"]
 
 
 def run_once(overrides: list[str], out_dir: Path) -> dict[str, float]:

@@ -40,9 +40,9 @@ PRESETS = {
         "seq_length=100",
         "optim.lr=0.002",
     ],
-    # experiment=tinyshakespeare_cpu's shape (GRU 1 x 512 on embeddings, batch 64 x 150) on the generated
-    # corpus, by steps rather than its time budget.
-    "tinyshakespeare": ["experiment=tinyshakespeare_cpu", "data=text", "trainer.max_time=null"],
+    # experiment=tinyshakespeare_cpu_fp32's shape (GRU 1 x 512 on embeddings, batch 64 x 150) on the
+    # generated corpus, by steps rather than its time budget; --precision sets the precision.
+    "tinyshakespeare": ["experiment=tinyshakespeare_cpu_fp32", "data=text", "trainer.max_time=null"],
 }
 TEXT_PRESETS = ("char", "tinyshakespeare")
 

@@ -19,6 +19,7 @@ FEW_STEPS = [
     "preset, adapt",
     [
         ("tinyshakespeare_cpu", []),
+        ("tinyshakespeare_cpu_fp32", []),
         # No GPU here: the twin runs on the CPU at a small size, its precision (bf16-mixed) kept.
         ("tinyshakespeare_gpu", ["trainer=cpu", "model.hidden_size=16", "data.batch_size=4"]),
     ],

@@ -4,7 +4,7 @@ glibc's malloc gives every block above its mmap threshold (128 KiB, rising with 
 its own mapping and unmaps it when it is freed, and it returns the top of its heap to the kernel once
 128 KiB of it is free. A recurrent core's activations for a whole window are such blocks: a GRU's gates
 for a batch of 64 rows of 150 steps at width 512 take 59 MB. So each step maps them again, and the
-kernel zeroes and faults in every page of them: for experiment=tinyshakespeare_cpu's model, 3.6 million
+kernel zeroes and faults in every page of them: for experiment=tinyshakespeare_cpu_fp32's model, 3.6 million
 minor page faults and 7.4 s of system time in 130 steps. Serving all blocks from the heap and keeping
 it cut that to 0.22 million and 1.1 s, for 11 % more tokens/s, with the same peak resident size
 (scripts/bench_host_memory.py on 2 cores). Over the preset's 10 minutes the peak was 1.03 and 1.04 GB
