@@ -1,6 +1,7 @@
-"""experiment=tinyshakespeare_cpu and its GPU twin compose and train a few steps. Their results are
-measured by hand (README, "tinyshakespeare on a CPU in 10 minutes"); here the text is a small corpus of
-our own, since tinyshakespeare is sha256-checked and may not be on the machine."""
+"""experiment=tinyshakespeare_cpu (bf16), tinyshakespeare_cpu_fp32 and the GPU twin compose and train a
+few steps. Their results are measured by hand (README, "tinyshakespeare on a CPU in 10 minutes"); here the
+text is a small corpus of our own, since tinyshakespeare is sha256-checked and may not be on the
+machine."""
 
 import pytest
 
