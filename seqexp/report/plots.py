@@ -32,7 +32,7 @@ def write_plots(runs: list[Run], board: Leaderboard, directory: Path) -> list[Pa
         directory / AGAINST_THROUGHPUT,
     ]
     _curves(runs, labels, paths[0])
-    _best_of_each_cell_against_time(runs, board, paths[1])
+    _against_time(runs, board, paths[1])
     _scatter(board.rows, "parameters", "parameters", paths[2])
     _scatter(board.rows, "tokens_per_s", "training tokens per second", paths[3])
     if any(run.grad_flow for run in runs):
@@ -65,7 +65,7 @@ def loss_against_time(runs: list[Run], board: Leaderboard) -> dict[str | None, T
     search over one cell's recipe), every run's curve instead, keyed by the run. A resumed run's minutes
     include its time stopped."""
     by_name = {run.name: run for run in runs}
-    one_cell = len({row.cell for row in board.rows if row.run in by_name}) == 1
+    one_cell = _of_one_cell(runs, board)
     curves: dict[str | None, TimeCurve] = {}
     for row in board.rows:  # best first, so the first row of a cell is its best
         run = by_name.get(row.run)
@@ -80,7 +80,13 @@ def loss_against_time(runs: list[Run], board: Leaderboard) -> dict[str | None, T
     return curves
 
 
-def _best_of_each_cell_against_time(runs: list[Run], board: Leaderboard, path: Path) -> None:
+def _of_one_cell(runs: list[Run], board: Leaderboard) -> bool:
+    """Whether every run reported is of one cell: a search over that cell's recipe."""
+    names = {run.name for run in runs}
+    return len({row.cell for row in board.rows if row.run in names}) == 1
+
+
+def _against_time(runs: list[Run], board: Leaderboard, path: Path) -> None:
     """What a budget of wall-clock time buys with each cell, or with each recipe of one cell
     (:func:`loss_against_time`)."""
     figure = Figure(figsize=(9, 5))
@@ -91,8 +97,7 @@ def _best_of_each_cell_against_time(runs: list[Run], board: Leaderboard, path: P
         run = curve.row.run if len(curve.row.run) <= 30 else curve.row.run[:29] + "…"
         label = f"{curve.row.cell or 'cell?'} ({run}): best {curve.row.best_loss:.4g}"
         axes.plot(curve.minutes, curve.losses, marker=".", label=label)
-    one_cell = len({curve.row.cell for curve in curves.values()}) == 1 and len(curves) > 1
-    which = "every run" if one_cell else "the best run of each cell"
+    which = "every run" if _of_one_cell(runs, board) else "the best run of each cell"
     xlabel = "wall-clock minutes since the run's model set-up"
     _finish_loss_curves(figure, axes, bool(curves), xlabel, f"{LOSS} against time, {which}", path)
 
