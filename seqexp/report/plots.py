@@ -1,7 +1,6 @@
 """The report's charts: validation-loss curves of all runs, by step and (the best run of each cell, or
 every run where all are of one cell) by wall-clock minutes, and best validation loss against model size
-and against throughput. Bare matplotlib
-Figures (no pyplot): no display and no global state needed.
+and against throughput. Bare matplotlib Figures (no pyplot): no display and no global state needed.
 """
 
 import math
