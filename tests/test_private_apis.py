@@ -5,13 +5,16 @@ moves one, this test says which and where, instead of DDP runs failing in some o
 """
 
 import inspect
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies.launchers import subprocess_script
 
-from seqexp.app.hydra_ddp import job_child_command, start_ddp_ranks_from_the_job_config
+from seqexp.app.hydra_ddp import job_child_command, start_ddp_ranks_from_the_job_config, stop_the_other_ranks
 
 PATCHED = "pytorch_lightning.strategies.launchers.subprocess_script._hydra_subprocess_cmd"
 FIX = (
@@ -39,6 +42,33 @@ def test_starting_the_ranks_installs_our_command(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(subprocess_script, "_hydra_subprocess_cmd", subprocess_script._hydra_subprocess_cmd)
     start_ddp_ranks_from_the_job_config()
     assert subprocess_script._hydra_subprocess_cmd is job_child_command
+
+
+def test_the_launcher_still_watches_its_own_list_of_ranks():
+    # seqexp/app/hydra_ddp.py's stop_the_other_ranks empties that list to call the watcher off.
+    launch = subprocess_script._SubprocessScriptLauncher.launch
+    assert "_launch_process_observer(self.procs)" in inspect.getsource(launch), f"{FIX} (it watches a copy)"
+
+
+def test_once_a_rank_is_lost_the_survivors_end_and_lightnings_watcher_spares_this_process():
+    from lightning_fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+
+    lost = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    lost.wait()
+    survivor = subprocess.Popen(["sleep", "60"])
+    # Stands in for the launching process, which the watcher would SIGKILL along with the ranks.
+    launching = subprocess.Popen(["sleep", "60"])
+    try:
+        launcher = SimpleNamespace(procs=[lost, survivor])
+        watcher = _ChildProcessObserver(main_pid=launching.pid, child_processes=launcher.procs)
+        stop_the_other_ranks(SimpleNamespace(strategy=SimpleNamespace(launcher=launcher)))
+        assert survivor.poll() == -9
+        assert watcher._run() is True, "the watcher stops watching"
+        with pytest.raises(subprocess.TimeoutExpired):  # still running half a second later: spared
+            launching.wait(timeout=0.5)
+    finally:
+        launching.kill()
+        survivor.kill()
 
 
 def test_the_aten_ops_of_the_peephole_backward_exist():

@@ -80,6 +80,21 @@ def lost_rank(trainer: "pl.Trainer") -> str | None:
     return None
 
 
+def stop_the_other_ranks(trainer: "pl.Trainer") -> None:
+    """End the ranks this process started, and keep Lightning from ending this process.
+
+    Lightning's launcher watches the ranks from a thread and, within 5 s of one dying, SIGKILLs the rest
+    *and this process*, which may then be writing the run's status. Once a lost rank is known, the
+    survivors are SIGKILLed here (they may hang in a collective) and the list that the thread watches,
+    the launcher's own ``procs``, is emptied, which the thread reads as "all ended well"."""
+    procs = getattr(getattr(trainer.strategy, "launcher", None), "procs", [])
+    for process in procs:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    procs.clear()
+
+
 @contextmanager
 def ddp_job_scope() -> Iterator[None]:
     """Leave no DDP traces for the next job of a sweep run in this same process.

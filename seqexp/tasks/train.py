@@ -278,7 +278,12 @@ def _train_built(
 ) -> float:
     from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
-    from seqexp.app.hydra_ddp import ddp_job_scope, lost_rank, start_ddp_ranks_from_the_job_config
+    from seqexp.app.hydra_ddp import (
+        ddp_job_scope,
+        lost_rank,
+        start_ddp_ranks_from_the_job_config,
+        stop_the_other_ranks,
+    )
     from seqexp.callbacks.stop_on_signal import StopOnSignal
     from seqexp.trackers.run_log import continue_records, log_hyperparams
 
@@ -302,6 +307,7 @@ def _train_built(
     except Exception:
         if (lost := lost_rank(trainer)) is None:
             raise
+        stop_the_other_ranks(trainer)
         raise RunFailed(
             f"{lost}, so the run stopped; its last checkpoint is intact: resume=<this run's folder> "
             "continues it"
