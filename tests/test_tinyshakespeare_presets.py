@@ -13,6 +13,9 @@ FEW_STEPS = [
     "trainer.limit_val_batches=2",
     "callbacks.text_sample.length=20",
     "trainer.enable_progress_bar=false",
+    # The presets' 2 threads in each of the two test workers would put 4 on 2 cores, where OpenMP's
+    # threads wait on each other: 50 s a case in CI instead of 12.
+    "threads=1",
 ]
 
 
