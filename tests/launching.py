@@ -13,7 +13,7 @@ import torch
 
 from seqexp.trackers.metrics_csv import read_rows
 from tests import warm_start
-from tests.helpers import REPO, free_port, script_env
+from tests.helpers import REPO, free_port, read_events, script_env
 
 TRAIN = REPO / "scripts" / "train.py"
 WAIT_S = 300  # bound on every wait: start-up alone takes tens of seconds on busy shared cores
@@ -51,6 +51,21 @@ def wait_for(condition: Callable[[], bool], run: Launched, what: str) -> None:
         time.sleep(0.05)
 
 
+def checkpoint_step_logged(checkpoint: Path, *, in_tensorboard: bool = False) -> bool:
+    """Whether the train/loss of the step ``checkpoint`` was saved after is in its run's metrics.csv
+    (and, with ``in_tensorboard``, in its TensorBoard events, which are flushed after the CSV)."""
+    try:
+        saved = torch.load(checkpoint, weights_only=True)["global_step"]
+    except (OSError, RuntimeError, EOFError):  # replaced as it was read
+        return False
+    run_dir = checkpoint.parent.parent
+    if not any(
+        name == "train/loss" and step >= saved - 1 for step, name, _, _ in read_rows(run_dir / "metrics.csv")
+    ):
+        return False
+    return not in_tensorboard or saved - 1 in [e.step for e in read_events(run_dir).Scalars("train/loss")]
+
+
 def wait_for_a_checkpoint_and_its_step(run: Launched, folder: Path) -> None:
     """Wait until a run under ``folder`` (the run's folder, or a sweep's) has saved, and metrics.csv holds
     the training loss of the step its latest checkpoint saved, read afresh at every poll.
@@ -62,17 +77,9 @@ def wait_for_a_checkpoint_and_its_step(run: Launched, folder: Path) -> None:
     the tests that strike with SIGKILL save every many steps.
     """
 
-    def logged(checkpoint: Path) -> bool:
-        try:
-            saved = torch.load(checkpoint, weights_only=True)["global_step"]
-        except (OSError, RuntimeError, EOFError):  # replaced as it was read
-            return False
-        rows = read_rows(checkpoint.parent.parent / "metrics.csv")
-        return any(name == "train/loss" and step >= saved - 1 for step, name, _, _ in rows)
-
     def saved_and_logged() -> bool:
         saved = list(folder.glob("**/checkpoints/last.ckpt"))
-        return bool(saved) and all(logged(checkpoint) for checkpoint in saved)
+        return bool(saved) and all(checkpoint_step_logged(checkpoint) for checkpoint in saved)
 
     wait_for(saved_and_logged, run, f"a checkpoint under {folder} and the train/loss of its step")
 

@@ -19,7 +19,15 @@ from seqexp.app.run_status import read_status
 from seqexp.trackers.metrics_csv import read_rows
 from tests import warm_start
 from tests.helpers import SMALL_CORPUS_TRAINING, assert_user_error, grammar_corpus, read_events, script_env
-from tests.launching import TRAIN, WAIT_S, Launched, run_train, wait_for, wait_for_a_checkpoint_and_its_step
+from tests.launching import (
+    TRAIN,
+    WAIT_S,
+    Launched,
+    checkpoint_step_logged,
+    run_train,
+    wait_for,
+    wait_for_a_checkpoint_and_its_step,
+)
 from tests.tracker_readers import mlflow_steps, wandb_history
 
 # Logged every step, validated mid-epoch (an epoch of the default sine data is 15 windows), with 2 layers
@@ -95,16 +103,6 @@ def assert_same_points(run_dir: Path, reference: Path, only: set[str] | None = N
                 assert [e.tensor_proto for e in mine] == [e.tensor_proto for e in ref], tag
 
 
-def _latest_checkpoint_step_is_on_disk(run_dir: Path) -> bool:
-    """The train/loss of the step last.ckpt was saved after is in metrics.csv and in TensorBoard's
-    events (which are flushed after the CSV)."""
-    try:
-        saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    except (OSError, RuntimeError, EOFError):  # replaced as it was read
-        return False
-    return saved - 1 in train_loss_steps(run_dir) and saved - 1 in steps(run_dir, "train/loss")
-
-
 def kill_group_after_checkpoint(run: Launched, run_dir: Path, max_steps: int) -> None:
     """SIGKILL the run and all its processes (DDP ranks included) shortly after its first checkpoint,
     which must be mid-run."""
@@ -114,7 +112,7 @@ def kill_group_after_checkpoint(run: Launched, run_dir: Path, max_steps: int) ->
     # this test is about: the run is frozen while that is checked, and killed as the check saw it.
     while True:
         os.killpg(run.process.pid, signal.SIGSTOP)
-        if _latest_checkpoint_step_is_on_disk(run_dir):
+        if checkpoint_step_logged(run_dir / "checkpoints" / "last.ckpt", in_tensorboard=True):
             break
         os.killpg(run.process.pid, signal.SIGCONT)
         time.sleep(0.01)

@@ -22,6 +22,8 @@ from seqexp.errors import ConfigError
 from seqexp.run_layout import HYDRA_DIR, SAVED_CONFIG
 
 if TYPE_CHECKING:
+    import subprocess
+
     import pytorch_lightning as pl
 
 # What Lightning's subprocess launcher sets in the parent's environment when it starts the ranks.
@@ -63,12 +65,16 @@ def start_ddp_ranks_from_the_job_config() -> None:
     subprocess_script._hydra_subprocess_cmd = job_child_command
 
 
+def _ranks_started_here(trainer: "pl.Trainer") -> list["subprocess.Popen[bytes]"]:
+    """Lightning's launcher's own list of the ranks 1..N-1 this process started (empty for none)."""
+    return getattr(getattr(trainer.strategy, "launcher", None), "procs", [])
+
+
 def lost_rank(trainer: "pl.Trainer") -> str | None:
     """Which DDP rank this process started has died, and how, in words; None when all are alive (or
     this process started none). A rank that dies fails the next collective of the others with a
     transport error that does not say which rank it was."""
-    launcher = getattr(trainer.strategy, "launcher", None)
-    ranks = list(enumerate(getattr(launcher, "procs", []), start=1))  # Lightning's Popen of ranks 1..N-1
+    ranks = list(enumerate(_ranks_started_here(trainer), start=1))
     deadline = time.monotonic() + 2  # the collective can fail a moment before the kernel reaps the rank
     while ranks and time.monotonic() < deadline:
         for rank, process in ranks:
@@ -87,7 +93,7 @@ def stop_the_other_ranks(trainer: "pl.Trainer") -> None:
     *and this process*, which may then be writing the run's status. Once a lost rank is known, the
     survivors are SIGKILLed here (they may hang in a collective) and the list that the thread watches,
     the launcher's own ``procs``, is emptied, which the thread reads as "all ended well"."""
-    procs = getattr(getattr(trainer.strategy, "launcher", None), "procs", [])
+    procs = _ranks_started_here(trainer)
     for process in procs:
         if process.poll() is None:
             process.kill()
