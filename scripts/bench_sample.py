@@ -41,6 +41,7 @@ def main() -> None:
         num_layers=args.num_layers,
         dropout=0.0,
         input_dropout=0.0,
+        variational_dropout=False,
         encoder="onehot",
         embedding_dim=64,  # unused: the inputs are one-hot
         remember_bias=None,

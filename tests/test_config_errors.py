@@ -91,6 +91,10 @@ SHARED_CELL_OPTIONS = [
     ("model.num_layers=0", "model.num_layers=0 is invalid: it must be an integer between 1 and 64"),
     ("model.dropout=1.0", "model.dropout=1.0 is invalid: it must be in [0, 1)"),
     ("model.input_dropout=1.0", "model.input_dropout=1.0 is invalid: it must be in [0, 1)"),
+    (
+        "model.variational_dropout=maybe",
+        "model.variational_dropout='maybe' is invalid: it must be true or false",
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
-"""SequenceModel's input dropout: what the core receives in training and in evaluation, and the models
-of checkpoints written before model.input_dropout existed."""
+"""SequenceModel's dropouts: what the core and the head receive in training and in evaluation, per step or
+per window (model.variational_dropout), and the models of checkpoints written before those keys existed."""
 
+import pytest
 import torch
 
 from seqexp.data.spec import DataSpec
@@ -45,11 +46,52 @@ def test_no_input_dropout_leaves_training_and_its_random_numbers_as_they_were():
     torch.testing.assert_close(received, embedded, rtol=0, atol=0)
 
 
+def head_inputs(model: torch.nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the core gives and what the head receives, for one forward."""
+    seen: dict[str, torch.Tensor] = {}
+    # A hook that returns a value replaces the module's output or input: these store and return None.
+    hooks = [
+        model.core.register_forward_hook(lambda _, args, out: seen.update(core=out[0].detach())),
+        model.head.register_forward_pre_hook(lambda _, args: seen.update(head=args[0].detach())),
+    ]
+    try:
+        model(tokens)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen["core"], seen["head"]
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_variational_dropout_drops_a_unit_for_the_whole_window_of_its_row(variational):
+    torch.manual_seed(0)
+    dropouts = dict(input_dropout=0.5, dropout=0.5, variational_dropout=variational)
+    options = model_options("torch.nn.GRU", 64, encoder="embedding", **dropouts)
+    model = build_model(options, TEXT).train()
+    tokens = torch.randint(0, 20, (16, 50))
+    for inputs in (core_inputs, head_inputs):
+        given, received = inputs(model, tokens)
+        dropped = received == 0
+        torch.testing.assert_close(received[~dropped], 2 * given[~dropped])
+        assert 0.4 < dropped.float().mean() < 0.6
+        # Per window: a row's unit is dropped at every step or at none; per step, at about half of them.
+        same_at_every_step = (dropped == dropped[:, :1]).all(dim=1)
+        assert same_at_every_step.all() == variational
+        if variational:  # and the rows draw their own masks
+            assert not (dropped[1:, 0] == dropped[:1, 0]).all()
+    model.eval()
+    for inputs in (core_inputs, head_inputs):
+        given, received = inputs(model, tokens)
+        torch.testing.assert_close(received, given, rtol=0, atol=0)
+
+
 def test_a_checkpoint_written_before_input_dropout_existed_builds_its_model():
-    # Checkpoints keep the model's options as they were: older ones have no input_dropout.
-    options = model_options("torch.nn.LSTM", 8, encoder="embedding")
-    del options["input_dropout"]
+    # Checkpoints keep the model's options as they were: older ones have no input_dropout and no
+    # variational_dropout, and trained with neither.
+    options = model_options("torch.nn.LSTM", 8, encoder="embedding", dropout=0.2)
+    del options["input_dropout"], options["variational_dropout"]
     model = build_model(options, TEXT)
     assert model.input_dropout.p == 0.0
+    assert type(model.dropout) is torch.nn.Dropout
     reference = build_model(model_options("torch.nn.LSTM", 8, encoder="embedding"), TEXT)
     reference.load_state_dict(model.state_dict())  # the same parameters: nothing was added or renamed

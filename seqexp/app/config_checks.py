@@ -91,6 +91,9 @@ def check_train_config(cfg: DictConfig) -> None:
         require(
             "model.input_dropout", model.input_dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)"
         )
+    if "variational_dropout" in model:  # likewise
+        variational = model.variational_dropout
+        require("model.variational_dropout", variational, lambda v: isinstance(v, bool), "true or false")
 
     # The keys every optimizer and scheduler shares; the options of one class are its constructor's to
     # judge (seqexp.optimization.check_optimization calls it before training).
