@@ -44,6 +44,7 @@ BUDGETS = {
     "bench_data.py": ["--sizes-mb", "1", "--warm-runs", "1", "--tokenizers", "bpe"],
     "bench_diagnostics.py": ["--preset", "default", "-o", "trainer.max_epochs=1"],
     "bench_checkpoint.py": ["--steps", "4", "-o", "model.hidden_size=8"],
+    "bench_dropout.py": ["--repeats", "1", "-o", "model.hidden_size=8", "data.batch_size=4", "seq_length=10"],
     "bench_host_memory.py": ["--chars", "20000", "--epochs", "1", "--repeats", "1", "-o", "seq_length=20"]
     + ["model.hidden_size=8", "data.batch_size=8"],
 }

@@ -1,0 +1,92 @@
+"""What dropout costs a training step: none, per step (nn.Dropout) and per window (model.variational_dropout).
+
+    python scripts/bench_dropout.py                                  # experiment=tinyshakespeare_cpu's model
+    python scripts/bench_dropout.py --repeats 9 -o model.hidden_size=512 trainer.precision=32-true
+
+The model is the composed config's (build_model), with its dropout probabilities; only the mask's shape
+changes between the three. Each step is forward, cross-entropy, backward and AdamW on one window of random
+tokens, the state carried, under bf16 autocast where the config asks for it and the CPU computes bf16
+(seqexp/precision.py). The variants take turns within each repeat, and the median is reported.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from harness import compose_config
+from omegaconf import OmegaConf
+
+from seqexp.data.spec import DataSpec
+from seqexp.models.sequence_model import build_model, detach_state
+from seqexp.precision import cpu_has_bf16
+
+VARIANTS = {"no dropout": None, "per step (nn.Dropout)": False, "per window (variational)": True}
+
+
+def make_step(options: dict, vocab: int, batch: int, seq_length: int, bf16: bool) -> Callable[[], None]:
+    model = build_model(options, DataSpec(input_size=vocab, output_size=vocab, tokens=True)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    x, y = torch.randint(vocab, (batch, seq_length)), torch.randint(vocab, (batch, seq_length))
+    state = None
+
+    def step() -> None:
+        nonlocal state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, state = model(x, state)
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        state = detach_state(state)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (default 5)")
+    parser.add_argument("--vocab", type=int, default=65, help="tokens (default 65, tinyshakespeare's)")
+    parser.add_argument("-o", "--overrides", nargs="*", default=[], help="Hydra overrides")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config(["experiment=tinyshakespeare_cpu", *args.overrides], Path(out))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    bf16 = cfg.trainer.precision == "bf16-mixed" and cpu_has_bf16()
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(options, dict)
+    steps = {}
+    for name, variational in VARIANTS.items():
+        changes = {"dropout": 0.0, "input_dropout": 0.0} if variational is None else {}
+        variant = options | changes | {"variational_dropout": bool(variational)}
+        steps[name] = make_step(variant, args.vocab, cfg.data.batch_size, cfg.seq_length, bf16)
+        steps[name]()  # warm-up: first-call allocations and kernel selection
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    model = cfg.model
+    print(
+        f"{model.cell} {model.num_layers} x {model.hidden_size}, embedding {model.embedding_dim}, "
+        f"dropout {model.dropout}, input_dropout {model.input_dropout}, batch {cfg.data.batch_size} x "
+        f"{cfg.seq_length}, {'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats}"
+    )
+    base = statistics.median(times["no dropout"])
+    tokens = cfg.data.batch_size * cfg.seq_length
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        rate = tokens / median
+        print(f"  {name:<26} {median * 1000:7.1f} ms/step  {rate:9,.0f} tokens/s  {median / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
