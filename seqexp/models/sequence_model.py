@@ -74,7 +74,7 @@ class WindowDropout(nn.Dropout):
     """Dropout of ``(batch, time, features)`` with one mask per row of the window, shared by all its time
     steps: variational dropout (Gal & Ghahramani 2016; AWD-LSTM's locked dropout). A unit dropped from
     one row is dropped for the whole window, and the mask costs ``time`` times fewer random numbers than
-    nn.Dropout's, which on a CPU were about a sixth of a bf16 training step (scripts/bench_dropout.py)."""
+    nn.Dropout's, which on a CPU were about a fifth of a bf16 training step (scripts/bench_dropout.py)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
