@@ -4,40 +4,45 @@
     python scripts/bench_dropout.py --repeats 9 -o model.hidden_size=512 trainer.precision=32-true
 
 The model is the composed config's (build_model), with its dropout probabilities; only the mask's shape
-changes between the three. Each step is forward, cross-entropy, backward and AdamW on one window of random
-tokens, the state carried, under bf16 autocast where the config asks for it and the CPU computes bf16
-(seqexp/precision.py). The variants take turns within each repeat, and the median is reported.
+changes between the three. Each step is forward, cross-entropy, backward and the config's optimizer on one
+window of random tokens, the state carried, under bf16 autocast where the config asks for it and the CPU
+computes bf16 (seqexp/precision.py). The variants take turns within each repeat, and the median is
+reported.
 """
 
 import argparse
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-from harness import compose_config
+from harness import compose_config, timed
 from omegaconf import OmegaConf
 
 from seqexp.data.spec import DataSpec
 from seqexp.models.sequence_model import build_model, detach_state
-from seqexp.precision import cpu_has_bf16
+from seqexp.optimization import make_optimizer
+from seqexp.precision import BF16_MIXED, cpu_precision
+from seqexp.reference_loop import autocast, sequence_loss
 
 VARIANTS = {"no dropout": None, "per step (nn.Dropout)": False, "per window (variational)": True}
 
 
-def make_step(options: dict, vocab: int, batch: int, seq_length: int, bf16: bool) -> Callable[[], None]:
+def make_step(
+    options: dict[str, Any], optim: dict[str, Any], vocab: int, batch: int, seq_length: int, precision: object
+) -> Callable[[], None]:
     model = build_model(options, DataSpec(input_size=vocab, output_size=vocab, tokens=True)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    optimizer = make_optimizer(optim, model.parameters())
     x, y = torch.randint(vocab, (batch, seq_length)), torch.randint(vocab, (batch, seq_length))
     state = None
 
     def step() -> None:
         nonlocal state
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(precision, torch.device("cpu")):
             logits, state = model(x, state)
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss = sequence_loss(logits, y, tokens=True)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -58,27 +63,28 @@ def main() -> None:
         cfg = compose_config(["experiment=tinyshakespeare_cpu", *args.overrides], Path(out))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    bf16 = cfg.trainer.precision == "bf16-mixed" and cpu_has_bf16()
+    precision = cpu_precision(cfg.trainer.precision)  # fp32, saying so, where the CPU has no bf16
+    bf16 = str(precision) in BF16_MIXED
     options = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(options, dict)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    assert isinstance(options, dict) and isinstance(optim, dict)
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     steps = {}
     for name, variational in VARIANTS.items():
         changes = {"dropout": 0.0, "input_dropout": 0.0} if variational is None else {}
         variant = options | changes | {"variational_dropout": bool(variational)}
-        steps[name] = make_step(variant, args.vocab, cfg.data.batch_size, cfg.seq_length, bf16)
-        steps[name]()  # warm-up: first-call allocations and kernel selection
-    times: dict[str, list[float]] = {name: [] for name in steps}
+        step = make_step(variant, optim, args.vocab, cfg.data.batch_size, cfg.seq_length, precision)
+        step()  # warm-up: first-call allocations and kernel selection
+        steps[name] = timed(step, times[name])
     for _ in range(args.repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
+        for step in steps.values():
             step()
-            times[name].append(time.perf_counter() - start)
     model = cfg.model
     print(
         f"{model.cell} {model.num_layers} x {model.hidden_size}, embedding {model.embedding_dim}, "
         f"dropout {model.dropout}, input_dropout {model.input_dropout}, batch {cfg.data.batch_size} x "
-        f"{cfg.seq_length}, {'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads, "
-        f"median of {args.repeats}"
+        f"{cfg.seq_length}, {cfg.optim._target_}, {'bf16 autocast' if bf16 else 'fp32'}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}"
     )
     base = statistics.median(times["no dropout"])
     tokens = cfg.data.batch_size * cfg.seq_length

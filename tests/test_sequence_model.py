@@ -5,21 +5,41 @@ import pytest
 import torch
 
 from seqexp.data.spec import DataSpec
-from seqexp.models.sequence_model import build_model
+from seqexp.models.sequence_model import SequenceModel, build_model
 from tests.helpers import model_options
 
 TEXT = DataSpec(input_size=20, output_size=20, tokens=True)
 
 
-def core_inputs(model: torch.nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the encoder gives and what the core receives, for one forward."""
-    seen: list[torch.Tensor] = []
-    hook = model.core.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+def given_and_received(
+    model: torch.nn.Module, tokens: torch.Tensor, giver: torch.nn.Module, receiver: torch.nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``giver`` outputs and what ``receiver`` is given, for one forward: a dropout between them is
+    the difference."""
+    seen: dict[str, torch.Tensor] = {}
+    # A hook that returns a value replaces the module's output or input: these store and return None.
+    hooks = [
+        giver.register_forward_hook(
+            lambda _, args, out: seen.update(given=(out[0] if isinstance(out, tuple) else out).detach())
+        ),
+        receiver.register_forward_pre_hook(lambda _, args: seen.update(received=args[0].detach())),
+    ]
     try:
         model(tokens)
     finally:
-        hook.remove()
-    return model.encoder(tokens).detach(), seen[0]
+        for hook in hooks:
+            hook.remove()
+    return seen["given"], seen["received"]
+
+
+def core_inputs(model: SequenceModel, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the encoder gives and what the core receives."""
+    return given_and_received(model, tokens, model.encoder, model.core)
+
+
+def head_inputs(model: SequenceModel, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the core gives and what the head receives."""
+    return given_and_received(model, tokens, model.core, model.head)
 
 
 def test_input_dropout_drops_the_cores_input_in_training_only():
@@ -44,22 +64,6 @@ def test_no_input_dropout_leaves_training_and_its_random_numbers_as_they_were():
     embedded, received = core_inputs(model, tokens)
     assert torch.equal(torch.get_rng_state(), before)
     torch.testing.assert_close(received, embedded, rtol=0, atol=0)
-
-
-def head_inputs(model: torch.nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the core gives and what the head receives, for one forward."""
-    seen: dict[str, torch.Tensor] = {}
-    # A hook that returns a value replaces the module's output or input: these store and return None.
-    hooks = [
-        model.core.register_forward_hook(lambda _, args, out: seen.update(core=out[0].detach())),
-        model.head.register_forward_pre_hook(lambda _, args: seen.update(head=args[0].detach())),
-    ]
-    try:
-        model(tokens)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return seen["core"], seen["head"]
 
 
 @pytest.mark.parametrize("variational", [False, True])
