@@ -388,8 +388,13 @@ def test_a_job_that_the_real_submitit_requeues_continues_in_its_generated_folder
     sweep = launch("-m", "hydra/launcher=submitit_local", *config)  # in outputs/multiruns/<date>/<time>
     saved = "outputs/multiruns/*/*/0_*/checkpoints/last.ckpt"
     wait_for(lambda: any(tmp_path.glob(saved)), sweep, saved)
-    time.sleep(1.1)  # the clock's second moves on: a folder name generated again would differ
-    os.kill(submitit_task(sweep), signal.SIGUSR2)  # a preemption, as submitit's LocalJob._interrupt sends
+    # Frozen while the clock's second moves on (a folder name generated again would then differ): the whole
+    # job takes about a second on fast cores, so left running it could end before the preemption.
+    task = submitit_task(sweep)
+    os.kill(task, signal.SIGSTOP)
+    time.sleep(1.1)
+    os.kill(task, signal.SIGUSR2)  # a preemption, as submitit's LocalJob._interrupt sends, pending till...
+    os.kill(task, signal.SIGCONT)  # ...the job runs again
     assert sweep.wait() == 0, sweep.output()
 
     (job,) = tmp_path.glob("outputs/multiruns/*/*/0_*")
