@@ -1,10 +1,12 @@
-"""What dropout costs a training step: none, per step (nn.Dropout) and per window (model.variational_dropout).
+"""What dropout costs a training step: none, per step (nn.Dropout), per window (model.variational_dropout),
+and per window with the recurrent weights dropped as well (model.weight_dropout).
 
     python scripts/bench_dropout.py                                  # experiment=tinyshakespeare_cpu's model
     python scripts/bench_dropout.py --repeats 9 -o model.hidden_size=512 trainer.precision=32-true
 
 The model is the composed config's (build_model), with its dropout probabilities; only the mask's shape
-changes between the three. Each step is forward, cross-entropy, backward and the config's optimizer on one
+changes between the first three. The last adds weight dropout at the config's p, or at --weight-dropout
+where the config has none. Each step is forward, cross-entropy, backward and the config's optimizer on one
 window of random tokens, the state carried, under bf16 autocast where the config asks for it and the CPU
 computes bf16 (seqexp/precision.py). The variants take turns within each repeat, and the median is
 reported.
@@ -27,7 +29,20 @@ from seqexp.optimization import make_optimizer
 from seqexp.precision import BF16_MIXED, cpu_precision
 from seqexp.reference_loop import autocast, sequence_loss
 
-VARIANTS = {"no dropout": None, "per step (nn.Dropout)": False, "per window (variational)": True}
+NO_DROPOUT = {"dropout": 0.0, "input_dropout": 0.0, "weight_dropout": 0.0}
+
+
+def variants(weight_dropout: float) -> dict[str, dict[str, Any]]:
+    """Each variant's changes to the config's model options."""
+    return {
+        "no dropout": NO_DROPOUT,
+        "per step (nn.Dropout)": {"variational_dropout": False, "weight_dropout": 0.0},
+        "per window (variational)": {"variational_dropout": True, "weight_dropout": 0.0},
+        f"per window, weights {weight_dropout:g}": {
+            "variational_dropout": True,
+            "weight_dropout": weight_dropout,
+        },
+    }
 
 
 def make_step(
@@ -57,6 +72,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (default 5)")
     parser.add_argument("--vocab", type=int, default=65, help="tokens (default 65, tinyshakespeare's)")
+    parser.add_argument(
+        "--weight-dropout", type=float, default=0.2, help="the last variant's p where the config's is 0 (0.2)"
+    )
     parser.add_argument("-o", "--overrides", nargs="*", default=[], help="Hydra overrides")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
@@ -68,12 +86,11 @@ def main() -> None:
     options = OmegaConf.to_container(cfg.model, resolve=True)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     assert isinstance(options, dict) and isinstance(optim, dict)
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    compared = variants(options["weight_dropout"] or args.weight_dropout)
+    times: dict[str, list[float]] = {name: [] for name in compared}
     steps = {}
-    for name, variational in VARIANTS.items():
-        changes = {"dropout": 0.0, "input_dropout": 0.0} if variational is None else {}
-        variant = options | changes | {"variational_dropout": bool(variational)}
-        step = make_step(variant, optim, args.vocab, cfg.data.batch_size, cfg.seq_length, precision)
+    for name, changes in compared.items():
+        step = make_step(options | changes, optim, args.vocab, cfg.data.batch_size, cfg.seq_length, precision)
         step()  # warm-up: first-call allocations and kernel selection
         steps[name] = timed(step, times[name])
     for _ in range(args.repeats):
@@ -91,7 +108,7 @@ def main() -> None:
     for name, seconds in times.items():
         median = statistics.median(seconds)
         rate = tokens / median
-        print(f"  {name:<26} {median * 1000:7.1f} ms/step  {rate:9,.0f} tokens/s  {median / base:5.2f}x")
+        print(f"  {name:<28} {median * 1000:7.1f} ms/step  {rate:9,.0f} tokens/s  {median / base:5.2f}x")
 
 
 if __name__ == "__main__":

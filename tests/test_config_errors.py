@@ -95,6 +95,7 @@ SHARED_CELL_OPTIONS = [
         "model.variational_dropout=maybe",
         "model.variational_dropout='maybe' is invalid: it must be true or false",
     ),
+    ("model.weight_dropout=-0.1", "model.weight_dropout=-0.1 is invalid: it must be in [0, 1)"),
 ]
 
 

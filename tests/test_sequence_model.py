@@ -1,10 +1,12 @@
 """SequenceModel's dropouts: what the core and the head receive in training and in evaluation, per step or
-per window (model.variational_dropout), and the models of checkpoints written before those keys existed."""
+per window (model.variational_dropout), the recurrent weights the core runs with (model.weight_dropout),
+and the models of checkpoints written before those keys existed."""
 
 import pytest
 import torch
 
 from seqexp.data.spec import DataSpec
+from seqexp.errors import ConfigError
 from seqexp.models.sequence_model import SequenceModel, build_model
 from tests.helpers import model_options
 
@@ -90,12 +92,77 @@ def test_variational_dropout_drops_a_unit_for_the_whole_window_of_its_row(variat
 
 
 def test_a_checkpoint_written_before_input_dropout_existed_builds_its_model():
-    # Checkpoints keep the model's options as they were: older ones have no input_dropout and no
-    # variational_dropout, and trained with neither.
+    # Checkpoints keep the model's options as they were: older ones have no input_dropout,
+    # variational_dropout or weight_dropout, and trained with none of them.
     options = model_options("torch.nn.LSTM", 8, encoder="embedding", dropout=0.2)
-    del options["input_dropout"], options["variational_dropout"]
+    del options["input_dropout"], options["variational_dropout"], options["weight_dropout"]
     model = build_model(options, TEXT)
     assert model.input_dropout.p == 0.0
+    assert model.weight_dropout == 0.0
     assert type(model.dropout) is torch.nn.Dropout
     reference = build_model(model_options("torch.nn.LSTM", 8, encoder="embedding"), TEXT)
     reference.load_state_dict(model.state_dict())  # the same parameters: nothing was added or renamed
+
+
+@pytest.mark.parametrize("cell", ["torch.nn.GRU", "torch.nn.LSTM", "seqexp.models.peephole.PeepholeLSTM"])
+def test_weight_dropout_runs_the_core_with_its_recurrent_weights_dropped_in_training_only(cell):
+    torch.manual_seed(0)
+    model = build_model(model_options(cell, 16, 2, encoder="embedding", weight_dropout=0.5), TEXT).train()
+    tokens = torch.randint(0, 20, (4, 30))
+    state = torch.get_rng_state()
+    output, _ = model(tokens)
+    # The same draws by hand: one mask per recurrent weight and window, in the order of the parameters.
+    torch.set_rng_state(state)
+    masks = {}
+    for name in ("weight_hh_l0", "weight_hh_l1"):
+        weight = model.core.get_parameter(name)
+        masks[name] = torch.nn.functional.dropout(torch.ones_like(weight), 0.5)
+    by_hand = build_model(model_options(cell, 16, 2, encoder="embedding"), TEXT).eval()
+    by_hand.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            by_hand.core.get_parameter(name).mul_(mask)
+    torch.testing.assert_close(output, by_hand(tokens)[0])
+    assert 0.45 < (masks["weight_hh_l0"] == 0).float().mean() < 0.55
+    # The gradient reaches the weights the window used, and none of those it dropped.
+    output.square().sum().backward()
+    for name, mask in masks.items():
+        gradient = model.core.get_parameter(name).grad
+        assert (gradient[mask == 0] == 0).all() and (gradient[mask != 0] != 0).float().mean() > 0.9
+    # Every window draws afresh, and evaluation runs the weights as they are.
+    assert not torch.equal(model(tokens)[0], output)
+    plain = build_model(model_options(cell, 16, 2, encoder="embedding"), TEXT).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.eval()(tokens)[0], plain(tokens)[0], rtol=0, atol=0)
+
+
+def test_weight_dropout_under_bf16_autocast_drops_the_weight_the_core_runs_with():
+    # The weight is dropped in bf16, the dtype autocast runs the core in, so that it is cast once per window
+    # rather than at every step; the mask is the same one.
+    torch.manual_seed(0)
+    model = build_model(
+        model_options("torch.nn.GRU", 16, encoder="embedding", weight_dropout=0.5), TEXT
+    ).train()
+    state = torch.get_rng_state()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (dropped,) = model.dropped_recurrent_weights().values()
+    assert dropped.dtype == torch.bfloat16
+    torch.set_rng_state(state)
+    mask = torch.nn.functional.dropout(torch.ones_like(model.core.weight_hh_l0), 0.5)
+    expected = (model.core.weight_hh_l0.to(torch.bfloat16) * mask.to(torch.bfloat16)).float()
+    torch.testing.assert_close(dropped.float(), expected)
+
+
+class NoRecurrentWeights(torch.nn.RNN):
+    """A cell whose hidden-to-hidden weights go by another name: weight dropout has nothing to drop."""
+
+    def named_parameters(self, *args, **kwargs):
+        for name, parameter in super().named_parameters(*args, **kwargs):
+            yield name.replace("weight_hh", "recurrent"), parameter
+
+
+def test_weight_dropout_for_a_cell_without_recurrent_weights_is_a_config_error():
+    cell = f"{__name__}.NoRecurrentWeights"
+    with pytest.raises(ConfigError, match=r"model.weight_dropout=0.3 drops the weight_hh_l\* parameters"):
+        build_model(model_options(cell, 8, weight_dropout=0.3), TEXT)
+    assert build_model(model_options(cell, 8), TEXT).weight_dropout == 0.0

@@ -94,6 +94,10 @@ def check_train_config(cfg: DictConfig) -> None:
     if "variational_dropout" in model:  # likewise
         variational = model.variational_dropout
         require("model.variational_dropout", variational, lambda v: isinstance(v, bool), "true or false")
+    if "weight_dropout" in model:  # likewise
+        require(
+            "model.weight_dropout", model.weight_dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)"
+        )
 
     # The keys every optimizer and scheduler shares; the options of one class are its constructor's to
     # judge (seqexp.optimization.check_optimization calls it before training).
