@@ -42,6 +42,7 @@ def main() -> None:
         dropout=0.0,
         input_dropout=0.0,
         variational_dropout=False,
+        weight_dropout=0.0,
         encoder="onehot",
         embedding_dim=64,  # unused: the inputs are one-hot
         remember_bias=None,

@@ -11,8 +11,8 @@ CELLS = ["torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU", "seqexp.models.peephol
 # What a model here has unless its test says otherwise: one layer, no dropout, torch's initialisation, and
 # one-hot inputs where they are tokens (SequenceModel has no defaults of its own).
 PLAIN = dict(
-    num_layers=1, dropout=0.0, input_dropout=0.0, variational_dropout=False, encoder="onehot",
-    embedding_dim=64, remember_bias=None,
+    num_layers=1, dropout=0.0, input_dropout=0.0, variational_dropout=False, weight_dropout=0.0,
+    encoder="onehot", embedding_dim=64, remember_bias=None,
 )  # fmt: skip
 
 

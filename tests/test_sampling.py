@@ -24,7 +24,8 @@ def model() -> SequenceModel:
     torch.manual_seed(0)
     return SequenceModel(
         "torch.nn.LSTM", len(VOCAB), len(VOCAB), tokens=True, hidden_size=32, num_layers=2, dropout=0.0,
-        input_dropout=0.0, variational_dropout=False, encoder="onehot", embedding_dim=64, remember_bias=None,
+        input_dropout=0.0, variational_dropout=False, weight_dropout=0.0, encoder="onehot", embedding_dim=64,
+        remember_bias=None,
     )  # fmt: skip
 
 
