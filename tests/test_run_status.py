@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 from seqexp.app.run_status import RunStatus, read_status, run_recorded
-from seqexp.errors import ConfigError
+from seqexp.errors import ConfigError, RunInterrupted
 from seqexp.run_layout import STATUS_FILE
 
 
@@ -43,6 +44,22 @@ def test_an_error_is_recorded_as_failed_and_raised_again(tmp_path):
     status = read_status(tmp_path)
     assert status.status == "failed"
     assert status.error == "ConfigError: clip=-1 is invalid: it must be a number > 0, or null"
+
+
+def test_an_interruption_that_a_library_wrapped_is_recorded_and_raised_as_an_interruption(tmp_path):
+    # A second Ctrl-C raises RunInterrupted wherever the process is: inside Lightning's TensorBoard logger,
+    # which re-raises any error as a ValueError, it once ended a run as failed, with a traceback.
+    def task():
+        try:
+            raise RunInterrupted(signal.SIGINT)
+        except Exception as error:
+            raise ValueError("you tried to log 0.4 which is currently not supported") from error
+
+    with pytest.raises(RunInterrupted) as raised:
+        run_recorded(tmp_path, task)
+    assert raised.value.signum == signal.SIGINT
+    status = read_status(tmp_path)
+    assert (status.status, status.signal, status.error) == ("interrupted", signal.SIGINT, None)
 
 
 def test_a_running_status_tells_a_live_process_from_one_that_is_gone():

@@ -90,6 +90,20 @@ def slurm_job_id() -> str | None:
     return f"{job}_{task}" if job and task else job
 
 
+def _interruptions_unwrapped(task: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``task(*args, **kwargs)``, where a RunInterrupted that a library wrapped in an error of its own comes
+    out as itself. A second Ctrl-C raises it from the signal handler wherever the process is, and a library
+    that re-raises every Exception as its own (Lightning's TensorBoard logger: a ValueError "you tried to
+    log ...") would otherwise turn the stop into a failure with a traceback."""
+    try:
+        return task(*args, **kwargs)
+    except Exception as error:
+        cause = root_cause(error)
+        if cause is not error and isinstance(cause, RunInterrupted):
+            raise cause from None
+        raise
+
+
 def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``task(*args, **kwargs)``, recording its start and end in ``run_dir/status.json``."""
     if not launched_process():
@@ -99,7 +113,7 @@ def run_recorded(run_dir: Path, task: Callable[..., T], *args: Any, **kwargs: An
     )
     write_status(run_dir, running)
     try:
-        result = task(*args, **kwargs)
+        result = _interruptions_unwrapped(task, *args, **kwargs)
     except RunInterrupted as interrupted:
         fate = "not started" if isinstance(interrupted, JobNotStarted) else "interrupted"
         ended = replace(
