@@ -6,18 +6,16 @@ from torch import nn
 
 from seqexp.diagnostics import closed_loop_forecasts, gradient_flow, memory_steps
 from seqexp.models.sequence_model import SequenceModel
+from tests.helpers import model_options
 
 CELLS = ["torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU", "seqexp.models.peephole.PeepholeLSTM"]
-# What a model here has unless its test says otherwise: one layer, no dropout, torch's initialisation, and
-# one-hot inputs where they are tokens (SequenceModel has no defaults of its own).
-PLAIN = dict(
-    num_layers=1, dropout=0.0, input_dropout=0.0, variational_dropout=False, weight_dropout=0.0,
-    encoder="onehot", embedding_dim=64, remember_bias=None,
-)  # fmt: skip
 
 
 def model_of(cell: str, size: int = 1, tokens: bool = False, **options) -> SequenceModel:
-    return SequenceModel(cell, size, size, tokens, **(PLAIN | options))
+    # Unless a test says otherwise: conf/_model.yaml's shared keys (one layer, no dropout, torch's
+    # initialisation, one-hot inputs where they are tokens), since SequenceModel has no defaults of its own.
+    plain = model_options(cell, options.pop("hidden_size"))
+    return SequenceModel(input_size=size, output_size=size, tokens=tokens, **(plain | options))
 
 
 def row_losses_at_last_step(model: SequenceModel, encoded: torch.Tensor, y: torch.Tensor, tokens: bool):

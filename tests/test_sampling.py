@@ -15,6 +15,7 @@ from seqexp.models.sequence_model import SequenceModel
 from seqexp.sampling import next_token, sample_text
 from seqexp.sampling_options import check_sampling_options
 from seqexp.tasks.sample import load_text_model
+from tests.helpers import model_options
 
 VOCAB = Vocab("\n !,.?abcdefghijklmnopqrstuvwxyz")
 
@@ -23,10 +24,8 @@ VOCAB = Vocab("\n !,.?abcdefghijklmnopqrstuvwxyz")
 def model() -> SequenceModel:
     torch.manual_seed(0)
     return SequenceModel(
-        "torch.nn.LSTM", len(VOCAB), len(VOCAB), tokens=True, hidden_size=32, num_layers=2, dropout=0.0,
-        input_dropout=0.0, variational_dropout=False, weight_dropout=0.0, encoder="onehot", embedding_dim=64,
-        remember_bias=None,
-    )  # fmt: skip
+        input_size=len(VOCAB), output_size=len(VOCAB), tokens=True, **model_options("torch.nn.LSTM", 32, 2)
+    )
 
 
 def test_same_seed_same_text_other_seed_other_text(model):

@@ -86,18 +86,13 @@ def check_train_config(cfg: DictConfig) -> None:
     )  # fmt: skip
     if "embedding_dim" in model:
         require("model.embedding_dim", model.embedding_dim, lambda v: is_int(v) and v >= 1, "an integer >= 1")
-    require("model.dropout", model.dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")
-    if "input_dropout" in model:  # absent from the configs of runs saved before it existed
-        require(
-            "model.input_dropout", model.input_dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)"
-        )
-    if "variational_dropout" in model:  # likewise
+    # Only dropout is in every saved config: the others are absent from runs saved before they existed.
+    for key in ("dropout", "input_dropout", "weight_dropout"):
+        if key in model:
+            require(f"model.{key}", model[key], lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")
+    if "variational_dropout" in model:
         variational = model.variational_dropout
         require("model.variational_dropout", variational, lambda v: isinstance(v, bool), "true or false")
-    if "weight_dropout" in model:  # likewise
-        require(
-            "model.weight_dropout", model.weight_dropout, lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)"
-        )
 
     # The keys every optimizer and scheduler shares; the options of one class are its constructor's to
     # judge (seqexp.optimization.check_optimization calls it before training).
