@@ -7,7 +7,7 @@ import torch
 
 from seqexp.data.spec import DataSpec
 from seqexp.errors import ConfigError
-from seqexp.models.sequence_model import SequenceModel, build_model
+from seqexp.models.sequence_model import SequenceModel, build_model, dropconnect_mask
 from tests.helpers import model_options
 
 TEXT = DataSpec(input_size=20, output_size=20, tokens=True)
@@ -116,7 +116,7 @@ def test_weight_dropout_runs_the_core_with_its_recurrent_weights_dropped_in_trai
     masks = {}
     for name in ("weight_hh_l0", "weight_hh_l1"):
         weight = model.core.get_parameter(name)
-        masks[name] = torch.nn.functional.dropout(torch.ones_like(weight), 0.5)
+        masks[name] = dropconnect_mask(weight, 0.5)
     by_hand = build_model(model_options(cell, 16, 2, encoder="embedding"), TEXT).eval()
     by_hand.load_state_dict(model.state_dict())
     with torch.no_grad():
@@ -148,9 +148,40 @@ def test_weight_dropout_under_bf16_autocast_drops_the_weight_the_core_runs_with(
         (dropped,) = model.dropped_recurrent_weights().values()
     assert dropped.dtype == torch.bfloat16
     torch.set_rng_state(state)
-    mask = torch.nn.functional.dropout(torch.ones_like(model.core.weight_hh_l0), 0.5)
-    expected = (model.core.weight_hh_l0.to(torch.bfloat16) * mask.to(torch.bfloat16)).float()
+    weight = model.core.weight_hh_l0.to(torch.bfloat16)
+    expected = (weight * dropconnect_mask(weight, 0.5)).float()
     torch.testing.assert_close(dropped.float(), expected)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_a_dropconnect_mask_drops_each_entry_with_probability_p_independently_and_scales_the_rest(p):
+    torch.manual_seed(0)
+    weight = torch.empty(1000, 401)  # an odd count: the last 64-bit draw is used in part
+    mask = dropconnect_mask(weight, p)
+    assert mask.shape == weight.shape and mask.dtype == weight.dtype
+    kept = mask != 0
+    torch.testing.assert_close(mask[kept], torch.full_like(mask[kept], 1 / (1 - p)), rtol=1e-4, atol=0)
+    # Each 64-bit draw gives four 16-bit levels; a level that came out biased (a sign bit never set, say)
+    # would show in its own quarter of the entries. 100,250 entries each: the standard error is <= 0.0016.
+    flat = kept.flatten().float()
+    for lane in range(4):
+        assert abs(flat[lane::4].mean().item() - (1 - p)) < 0.01, lane
+    # Neighbours, within a draw and across draws, are kept together as often as independence says.
+    both = (flat[:-1] * flat[1:]).mean().item()
+    assert abs(both - (1 - p) ** 2) < 0.01
+    # A fresh mask at every call, and the same one from the same generator state.
+    state = torch.get_rng_state()
+    again = dropconnect_mask(weight, p)
+    assert not torch.equal(again, mask)
+    torch.set_rng_state(state)
+    torch.testing.assert_close(dropconnect_mask(weight, p), again, rtol=0, atol=0)
+
+
+def test_a_dropconnect_mask_follows_the_weight_dtype():
+    mask = dropconnect_mask(torch.empty(64, 32, dtype=torch.bfloat16), 0.3)
+    assert mask.dtype == torch.bfloat16
+    zero, scale = mask.unique().tolist()
+    assert zero == 0 and scale == pytest.approx(1 / 0.7, rel=1e-2)  # bf16 keeps 8 bits of the scale
 
 
 class NoRecurrentWeights(torch.nn.RNN):
